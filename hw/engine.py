@@ -1,0 +1,120 @@
+"""The ipchan engine: AXI4-Lite control port, register file and SA table."""
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, connect, flipped
+
+from . import axil, contract
+from .regfile import RegisterFile
+from .sa_table import SaTable
+
+
+__all__ = ["Engine"]
+
+
+def _field(reg_name, field_name):
+    f = contract.field_of(reg_name, field_name)
+    return slice(f.offset, f.offset + f.width)
+
+
+class Engine(wiring.Component):
+    """The engine as a SoC sees it.
+
+    Members
+    -------
+    axil : ``In(axil.Signature(addr_width=contract.ADDR_WIDTH))``
+        Control port (registers of :mod:`ipchan.hw.contract`).
+    """
+
+    def __init__(self, params=contract.EngineParams()):
+        if not isinstance(params, contract.EngineParams):
+            raise TypeError(f"Parameters must be an EngineParams, not {params!r}")
+        self._params = params
+        super().__init__({
+            "axil": In(axil.Signature(addr_width=contract.ADDR_WIDTH)),
+        })
+        self.table = SaTable(params)
+
+    @property
+    def params(self):
+        return self._params
+
+    def elaborate(self, platform):
+        p = self._params
+        m = Module()
+        m.submodules.bridge = bridge = axil.RegisterBridge(addr_width=contract.ADDR_WIDTH)
+        m.submodules.regs = regs = RegisterFile()
+        m.submodules.table = table = self.table
+
+        connect(m, flipped(self.axil), bridge.bus)
+        m.d.comb += [
+            regs.addr.eq(bridge.addr),
+            regs.w_stb.eq(bridge.w_stb),
+            regs.w_data.eq(bridge.w_data),
+            regs.w_strb.eq(bridge.w_strb),
+            bridge.w_err.eq(regs.w_err),
+            regs.r_stb.eq(bridge.r_stb),
+            bridge.r_data.eq(regs.r_data),
+            bridge.r_err.eq(regs.r_err),
+        ]
+
+        # Identification and build parameters.
+        m.d.comb += [
+            regs.id.eq(contract.register("ID").reset),
+            regs.contract.eq(contract.register("CONTRACT").reset),
+            regs.config0[_field("CONFIG0", "N_ENTRIES")].eq(p.n_entries),
+            regs.config0[_field("CONFIG0", "GEN_WIDTH")].eq(p.generation_width),
+            regs.config0[_field("CONFIG0", "VERSION_WIDTH")].eq(p.version_width),
+            regs.config1[_field("CONFIG1", "WINDOW_MAX")].eq(p.window_max),
+            regs.config1[_field("CONFIG1", "N_BUCKETS")].eq(p.n_buckets),
+        ]
+
+        # Commands. Any write while the table is busy waits on the bus (never lost, never
+        # refused): a command queues behind a long one such as a COMMIT's scan, and the staging
+        # registers cannot change under a running INSTALL. Reads are never held, so STATUS can
+        # always be polled.
+        m.d.comb += [
+            bridge.w_wait.eq(table.busy),
+            table.cmd_stb.eq(regs.cmd_stb),
+            table.cmd_op.eq(regs.w_data[_field("CMD", "OP")]),
+            table.cmd_table.eq(regs.w_data[_field("CMD", "TABLE")]),
+            table.cmd_index.eq(regs.w_data[_field("CMD", "INDEX")]),
+            table.sa_spi.eq(regs.sa_spi),
+            table.sa_flags.eq(regs.sa_flags),
+            table.sa_seq.eq((regs.sa_seq_hi << 32) | regs.sa_seq_lo),
+            table.sa_key.eq(sum((getattr(regs, f"sa_key{i}") << (32 * (7 - i)))
+                                for i in range(8))),
+            table.sa_salt.eq(regs.sa_salt),
+            table.lookup_spi.eq(regs.lookup_spi),
+        ]
+        # Status and results.
+        m.d.comb += [
+            regs.status[_field("STATUS", "BUSY")].eq(table.busy),
+            regs.status[_field("STATUS", "ERROR")].eq(table.error),
+            regs.status[_field("STATUS", "STAGED")].eq(table.staged),
+            regs.result[_field("RESULT", "FOUND")].eq(table.result_found),
+            regs.result[_field("RESULT", "INDEX")].eq(table.result_index),
+            regs.result_gen[_field("RESULT_GEN", "GENERATION")].eq(table.result_gen),
+            regs.version_lo.eq(table.version[:32]),
+            regs.version_hi.eq(table.version[32:] if p.version_width > 32 else 0),
+            regs.live[_field("LIVE", "COUNT")].eq(table.live_count),
+            regs.free[_field("FREE", "COUNT")].eq(table.free_count),
+            regs.rb_spi.eq(table.rb_entry.spi),
+            regs.rb_flags.eq(table.rb_entry.flags),
+            regs.rb_seq_lo.eq(table.rb_entry.seq[:32]),
+            regs.rb_seq_hi.eq(table.rb_entry.seq[32:]),
+            regs.rb_state[_field("RB_STATE", "STATE")].eq(table.rb_state),
+            regs.rb_state[_field("RB_STATE", "GENERATION")].eq(table.rb_gen),
+            regs.rb_bucket[_field("RB_BUCKET", "VALID")].eq(table.rb_bucket.valid),
+            regs.rb_bucket[_field("RB_BUCKET", "INDEX")].eq(table.rb_bucket.index),
+            regs.rb_bucket_spi.eq(table.rb_bucket.spi),
+            regs.lookup_version_lo.eq(table.result_version[:32]),
+            regs.lookup_version_hi.eq(table.result_version[32:] if p.version_width > 32 else 0),
+            regs.cnt_commits.eq(table.cnt_commits),
+            regs.cnt_installs.eq(table.cnt_installs),
+            regs.cnt_deletes.eq(table.cnt_deletes),
+            regs.cnt_lookups.eq(table.cnt_lookups),
+            regs.cnt_hits.eq(table.cnt_hits),
+            regs.cnt_cmd_errors.eq(table.cnt_cmd_errors),
+        ]
+        return m

@@ -1,0 +1,32 @@
+"""The engine's gateware, driven through the host driver on Verilator and Icarus (cocotb), with
+the golden model as scoreboard."""
+
+import pytest
+
+from ipchan.hw.contract import EngineParams
+from ipchan.hw.verilog import TOP_NAME, engine_verilog
+from ipchan.sim.build import BUILD_ROOT, cached_verilog, run_cocotb
+
+
+def _params_env(params):
+    return ",".join(f"{k}={getattr(params, k)}" for k in
+                    ("n_entries", "generation_width", "version_width", "window_max"))
+
+
+@pytest.mark.parametrize("simulator,params", [
+    ("verilator", EngineParams(n_entries=16)),
+    ("icarus", EngineParams(n_entries=16)),
+    ("verilator", EngineParams(n_entries=256)),
+], ids=["verilator-16", "icarus-16", "verilator-256"])
+def test_engine_through_driver(request, simulator, params):
+    verilog = cached_verilog("engine", lambda: engine_verilog(params), params)
+    build_dir = BUILD_ROOT / "sim" / request.node.name.replace("[", "-").rstrip("]")
+    env = {"IPCHAN_PARAMS": _params_env(params)}
+    testcase = None
+    if params.n_entries > 16:
+        # The big table: the random walk only (the other tests cover logic, not size).
+        testcase = ["test_random_against_model"]
+        env["IPCHAN_STEPS"] = "200"
+    run_cocotb(simulator=simulator, verilog=verilog, toplevel=TOP_NAME,
+               test_module="ipchan.sim.tb_engine", build_dir=build_dir, testcase=testcase,
+               extra_env=env)
