@@ -98,7 +98,8 @@ class Op(IntEnum):
     #: Apply every staged change at once: the slots' visibility and ``VERSION`` change in the same
     #: clock cycle. Then deleted slots are zeroized and returned to the free list.
     COMMIT = 3
-    #: Drop every staged change; the table and ``VERSION`` are left as they were.
+    #: Drop every staged change; the visible table and ``VERSION`` are left as they were. A slot
+    #: that an aborted install used keeps its advanced generation (generations never go back).
     ABORT = 4
     #: Look ``LOOKUP_SPI`` up through the datapath's own lookup port; results in ``RESULT`` and
     #: ``LOOKUP_VERSION``.

@@ -243,6 +243,8 @@ class Engine:
             version_width=FIELD.CONFIG0.VERSION_WIDTH.get(c0),
             window_max=FIELD.CONFIG1.WINDOW_MAX.get(c1),
         )
+        #: SPIs moved between hash tables by this driver (cuckoo relocations).
+        self.relocations = 0
         self._wait_idle()
         self._sync()
 
@@ -346,6 +348,7 @@ class Engine:
         if code != Error.NONE:
             self._raise(code, f"Engine refused to move bucket {bucket} of table {table}: "
                               f"{code.name}")
+        self.relocations += 1
         entry = self._buckets[table].pop(bucket)
         dst = 1 - table
         self._buckets[dst][self._hash(dst, entry.spi)] = entry
