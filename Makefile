@@ -36,7 +36,7 @@ synth: venv
 	$(VPY) -m pytest -m synth $(PYTEST_ARGS)
 
 bench: venv tools
-	$(VPY) -m ipchan.sw.cli bench
+	$(VPY) -m pytest -m bench -s $(PYTEST_ARGS)
 
 fuzz: venv tools
 	$(VPY) -m pytest -m fuzz $(PYTEST_ARGS)
