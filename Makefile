@@ -37,6 +37,7 @@ synth: venv
 
 bench: venv tools
 	$(VPY) -m pytest -m bench -s $(PYTEST_ARGS)
+	$(VPY) -m ipchan.sim.verilator_build --bench
 
 fuzz: venv tools
 	$(VPY) -m pytest -m fuzz $(PYTEST_ARGS)

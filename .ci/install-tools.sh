@@ -6,6 +6,8 @@ missing=()
 command -v iverilog >/dev/null 2>&1 || missing+=(iverilog)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
+# Verilator's FST waveform writer (IPCHAN_WAVES=1) needs lz4's header.
+[ -e /usr/include/lz4.h ] || missing+=(liblz4-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "ipchan: installing ${missing[*]} with apt-get" >&2

@@ -458,10 +458,14 @@ def unpack_tag(word):
 #
 #   WRITE: 'W' addr:u16 data:u32        -> status:u8
 #   READ:  'R' addr:u16                 -> status:u8 data:u32
-#   RESET: 'X'                          -> status:u8          (holds the engine in reset 16 cycles)
+#   RESET: 'X'                          -> status:u8          (reset for LINK_RESET_CYCLES)
 #   CYCLES:'C'                          -> status:u8 cycles:u64 (clock cycles since start)
 #
 # status is the AXI4-Lite response code (0 OKAY, 2 SLVERR, 3 DECERR); 0xFF is "unknown request".
+
+#: Clock cycles a RESET request holds the engine in reset.
+LINK_RESET_CYCLES = 16
+
 
 class LinkOp(IntEnum):
     WRITE = 0x57
