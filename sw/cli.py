@@ -61,6 +61,8 @@ def build_parser():
     p.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     p.set_defaults(func=cmd_regmap)
 
+    from .esp.cli import add_subcommands as add_esp_subcommands
+    add_esp_subcommands(sub)
     return parser
 
 

@@ -1,5 +1,6 @@
 """One distribution, ``ipchan``: the same import names from the editable install and a wheel."""
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,15 +17,24 @@ def _source_modules():
     mods = set()
     for src, dest in SOURCE_DIRS.items():
         for path in (ROOT / src).rglob("*.py"):
-            mods.add(f"{dest}/{path.relative_to(ROOT / src).as_posix()}")
+            if "__pycache__" not in path.parts:
+                mods.add(f"{dest}/{path.relative_to(ROOT / src).as_posix()}")
     return mods
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
+    # Build from a clean copy: setuptools reuses build/lib, where stale modules would hide a
+    # package missing from pyproject.toml.
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for folder in SOURCE_DIRS:
+        shutil.copytree(ROOT / folder, src / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(out), str(ROOT)], check=True)
+                    "--no-build-isolation", "-w", str(out), str(src)], check=True)
     (path,) = out.glob("ipchan-*.whl")
     return path
 
