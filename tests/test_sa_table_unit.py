@@ -182,3 +182,37 @@ def test_generation_moves_on_reuse():
 def test_sa_table_rejects_bad_params():
     with pytest.raises(TypeError, match=r"Parameters must be an EngineParams, not 16"):
         SaTable(16)
+
+
+@pytest.mark.parametrize("n_entries", [4, 256])
+def test_lookup_latency_is_constant(n_entries):
+    """SPI to index takes the same number of cycles whatever N is (two buckets compared in
+    parallel, no N-wide comparator bank)."""
+    dut = SaTable(EngineParams(n_entries=n_entries))
+    out = {}
+
+    async def host(ctx):
+        await wait_ready(ctx, dut)
+        assert await command(ctx, dut, Op.INSTALL, spi=0xABCDEF01) == Error.NONE
+        assert await command(ctx, dut, Op.COMMIT) == Error.NONE
+        for name, spi in (("hit", 0xABCDEF01), ("miss", 0x12345678)):
+            ctx.set(dut.lookup_req.payload, spi)
+            ctx.set(dut.lookup_req.valid, 1)
+            ctx.set(dut.lookup_resp.ready, 1)
+            cycles = 0
+            while not ctx.get(dut.lookup_req.ready):
+                await ctx.tick()
+            await ctx.tick()
+            ctx.set(dut.lookup_req.valid, 0)
+            while not ctx.get(dut.lookup_resp.valid):
+                await ctx.tick()
+                cycles += 1
+            out[name] = (cycles, ctx.get(dut.lookup_resp.payload.found))
+            await ctx.tick()
+
+    run(dut, host, deadline=4 * n_entries * 20 + 2000)
+    assert out == {"hit": (LOOKUP_CYCLES, 1), "miss": (LOOKUP_CYCLES, 0)}
+
+
+#: Cycles from a lookup request being taken to its result being valid.
+LOOKUP_CYCLES = 3
