@@ -93,7 +93,8 @@ class Op(IntEnum):
     #: ``SA_FLAGS.PLACE``, whose bucket for the SPI must be empty.
     INSTALL = 1
     #: Stage the deletion of the SA in slot ``CMD.INDEX``. Deleting a slot staged for install in
-    #: this transaction cancels the install.
+    #: this transaction cancels the install; that slot is zeroized and freed at the next COMMIT or
+    #: ABORT, with the slots those release.
     DELETE = 2
     #: Apply every staged change at once: the slots' visibility and ``VERSION`` change in the same
     #: clock cycle. Then deleted slots are zeroized and returned to the free list.
