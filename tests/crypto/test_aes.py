@@ -1,0 +1,106 @@
+"""AES cores against FIPS-197 appendix C and against ``cryptography``'s AES."""
+
+import random
+
+import pytest
+from amaranth.sim import Simulator
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from ipchan.hw.crypto.aes import AESIterative, AESPipelined, make_aes
+from ipchan.hw.crypto.tables import RCON, SBOX
+
+from .simutil import get, put, run
+
+
+PROFILES = ["compact", "fast"]
+
+# FIPS-197 appendix C.1 and C.3.
+FIPS197 = [
+    ("000102030405060708090a0b0c0d0e0f", "00112233445566778899aabbccddeeff",
+     "69c4e0d86a7b0430d8cdb78070b4c55a"),
+    ("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+     "00112233445566778899aabbccddeeff", "8ea2b7ca516745bfeafc49904b496089"),
+]
+
+
+def ecb(key, block):
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return encryptor.update(block) + encryptor.finalize()
+
+
+def request(key, block):
+    return {"block": int.from_bytes(block, "little"),
+            "key": int.from_bytes(key.ljust(32, b"\0"), "little"),
+            "key256": int(len(key) == 32)}
+
+
+def encrypt_all(profile, jobs, seed=None, gap=0.0):
+    """Run ``(key, block)`` jobs through a fresh core; returns the ciphertexts and the cycles."""
+    dut = make_aes(profile)
+    rng = random.Random(seed) if seed is not None else None
+    results, cycles = [], []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [request(k, b) for k, b in jobs], rng, gap)
+
+    async def consumer(ctx):
+        start = 0
+        out = await get(ctx, dut.o, len(jobs), random.Random(seed + 1) if rng else None, gap)
+        results.extend(v.to_bytes(16, "little") for v in out)
+
+    run(dut, producer, consumer, deadline_cycles=100 * len(jobs) + 100)
+    return results
+
+
+def test_tables():
+    assert SBOX[0x00] == 0x63 and SBOX[0x53] == 0xed and SBOX[0xff] == 0x16
+    assert sorted(SBOX) == list(range(256))
+    assert RCON[1:11] == (0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x1b, 0x36)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_fips197(profile):
+    jobs = [(bytes.fromhex(k), bytes.fromhex(p)) for k, p, _ in FIPS197]
+    assert encrypt_all(profile, jobs) == [bytes.fromhex(c) for _, _, c in FIPS197]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_random_keys_and_stalls(profile):
+    rng = random.Random(197)
+    jobs = [(rng.randbytes(rng.choice((16, 32))), rng.randbytes(16)) for _ in range(40)]
+    assert encrypt_all(profile, jobs, seed=5, gap=0.3) == [ecb(k, b) for k, b in jobs]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_back_to_back_latency(profile):
+    """Full-rate input and output: the compact core takes Nr clocks a block, the fast one 1."""
+    dut = make_aes(profile)
+    key = bytes(range(32))
+    n = 12
+    cycles = {}
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [request(key, bytes([i] * 16)) for i in range(n)])
+
+    async def consumer(ctx):
+        ctx.set(dut.o.ready, 1)
+        count = 0
+        cycle = 0
+        while count < n:
+            _, _, valid = await ctx.tick().sample(dut.o.valid)
+            cycle += 1
+            if valid:
+                cycles.setdefault("first", cycle)
+                cycles["last"] = cycle
+                count += 1
+
+    run(dut, producer, consumer, deadline_cycles=1000)
+    per_block = (cycles["last"] - cycles["first"]) / (n - 1)
+    assert per_block == (14 if profile == "compact" else 1)
+    # The first block is accepted at edge 1; a result valid after edge k is sampled at edge k + 1.
+    assert cycles["first"] - 2 == type(dut).LATENCY[256]
+
+
+def test_profile_name_checked():
+    with pytest.raises(ValueError, match=r"Profile must be 'compact' or 'fast', not 'medium'"):
+        make_aes("medium")
