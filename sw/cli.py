@@ -63,6 +63,8 @@ def build_parser():
 
     from .esp.cli import add_subcommands as add_esp_subcommands
     add_esp_subcommands(sub)
+    from .keymgr.cli import add_subcommands as add_keymgr_subcommands
+    add_keymgr_subcommands(sub)
     return parser
 
 

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ipchan.hw.regmap_doc import render
 from ipchan.sw.cli import main
 
@@ -28,7 +30,7 @@ def test_regmap_check(tmp_path, capsys):
 def test_help_lists_commands():
     result = subprocess.run([sys.executable, "-m", "ipchan.sw.cli", "--help"],
                             capture_output=True, text=True, check=True)
-    for command in ("demo", "regmap"):
+    for command in ("demo", "regmap", "esp", "km", "latch"):
         assert command in result.stdout
 
 
@@ -47,3 +49,12 @@ def test_demo_rejects_bad_entries(capsys):
         assert "Number of entries must be a power of two" in str(exc)
     else:
         raise AssertionError("--entries 12 was accepted")
+
+
+def test_key_manager_is_importable_from_the_host_package():
+    import ipchan.sw
+    from ipchan.sw import KeyManager
+    from ipchan.sw.keymgr.manager import KeyManager as the_class
+    assert KeyManager is the_class and "KeyManager" in ipchan.sw.__all__
+    with pytest.raises(AttributeError, match=r"module 'ipchan.sw' has no attribute 'Nope'"):
+        ipchan.sw.Nope

@@ -1,6 +1,5 @@
 """The key manager as a daemon over a Unix socket, and its command-line subcommands."""
 
-import argparse
 import contextlib
 import os
 import threading
@@ -10,7 +9,6 @@ import pytest
 from ipchan.hw.contract import EngineParams
 from ipchan.sw.driver import Engine
 from ipchan.sw.keymgr import KeyManager
-from ipchan.sw.keymgr.cli import add_subcommands
 from ipchan.sw.keymgr.daemon import Client, Daemon, DaemonError
 from ipchan.sw.keymgr.policy import load_policy, parse_policy
 
@@ -108,8 +106,8 @@ def test_bad_requests_get_clear_errors(tmp_path):
 
 
 def test_cli_latch_list_and_show(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="ipchan")
-    add_subcommands(parser.add_subparsers(dest="command"))
+    from ipchan.sw.cli import build_parser
+    parser = build_parser()  # the `ipchan` command itself
     with serving(tmp_path, privileged=True) as (km, daemon, path):
         h = daemon.submit(km.create_connection_latch, LOCAL, "198.51.100.9", "tcp", 5000, 22).result(5)
         res = daemon.submit(km.accept_child_sa, Ike().for_tuple(btns_peer(1), tcp("198.51.100.9", 5000, 22))).result(5)
@@ -152,7 +150,7 @@ def test_km_serve_process_survives_a_kill(tmp_path):
     policy.write_text("spd:\n  - {name: lan, action: protect, local_addr: 192.0.2.1, "
                       "remote_addr: 198.51.100.0/24, protection: {algorithm: aes-gcm-16}}\npad: []\n")
     sock, db = tmp_path / "km.sock", tmp_path / "km.db"
-    cmd = [sys.executable, "-m", "ipchan.sw.keymgr.cli", "km", "serve", "--socket", str(sock),
+    cmd = [sys.executable, "-m", "ipchan.sw.cli", "km", "serve", "--socket", str(sock),
            "--policy", str(policy), "--db", str(db), "--privileged-uid", str(os.getuid())]
 
     def start():
