@@ -573,3 +573,56 @@ def test_failing_holder_does_not_undo_the_change(km, caplog):
     km.release_latch(b)
     assert km.holder_errors == 1 and good.kinds() == ["closed"] and km.latches() == []
     assert "Latch holder" in caplog.text and "ULP bug" in caplog.text
+
+
+# --- Section 2's requirements on packets, as the key manager answers for them -------------------
+
+def test_inbound_packets_dropped_until_the_channel_is_established(km, ike):
+    """"If an IPsec channel is desired then inbound packets for a given connection MUST NOT be
+    accepted (they MUST be dropped) until the channel is established." -- a LARVAL latch accepts
+    no tag, not even one of a genuine SA that protects other traffic; once its own SA is accepted
+    it accepts that SA's tags."""
+    other = km.create_connection_latch(LOCAL, "198.51.100.8", "tcp", 5000, 22)
+    other_sa = km.accept_child_sa(ike.for_tuple(btns_peer(1), tcp("198.51.100.8", 5000, 22)))
+    h = km.create_connection_latch(LOCAL, "198.51.100.9", "tcp", 5000, 22)
+    assert km.inquire_latch(h).state == LatchState.LARVAL
+    tag = other_sa.inbound
+    assert km.check_inbound(other, tag.index, tag.generation, km.version())
+    assert not km.check_inbound(h, tag.index, tag.generation, km.version())
+    own = km.accept_child_sa(ike.for_tuple(btns_peer(2), tcp("198.51.100.9", 5000, 22)))
+    assert own.latch == h and km.inquire_latch(h).state == LatchState.ESTABLISHED
+    assert km.check_inbound(h, own.inbound.index, own.inbound.generation, km.version())
+
+
+def test_established_channel_refuses_sas_that_do_not_match_its_parameters(km, ike):
+    """"Once an IPsec channel is established packets for the latched connection MUST NOT be
+    accepted unprotected nor protected by an SA that does not match the latched parameters (i.e.,
+    such packets MUST be dropped)." -- the tag of an SA of another latch (another peer) is
+    refused; the outbound SA the latch names for sending is its own SA's, and only its own."""
+    a = km.create_connection_latch(LOCAL, "198.51.100.8", "tcp", 5000, 22)
+    b = km.create_connection_latch(LOCAL, "198.51.100.9", "tcp", 5000, 22)
+    sa_a = km.accept_child_sa(ike.for_tuple(btns_peer(1), tcp("198.51.100.8", 5000, 22)))
+    sa_b = km.accept_child_sa(ike.for_tuple(btns_peer(2), tcp("198.51.100.9", 5000, 22)))
+    v = km.version()
+    assert not km.check_inbound(a, sa_b.inbound.index, sa_b.inbound.generation, v)
+    assert not km.check_inbound(b, sa_a.inbound.index, sa_a.inbound.generation, v)
+    # The outbound slot is never one a latch may check inbound packets against.
+    assert not km.check_inbound(a, sa_a.outbound.index, sa_a.outbound.generation, v)
+    [s] = km.inquire_latch(a).sas
+    assert (s.outbound_index, s.outbound_generation) == (sa_a.outbound.index, sa_a.outbound.generation)
+
+
+def test_timeouts_while_establishing_are_packet_loss(km, ike):
+    """"Timeouts while establishing an SA with parameters that match a those latched into an IPsec
+    channel MUST be treated as packet loss" -- the key manager never breaks a LARVAL latch for want
+    of an SA: it stays LARVAL, with IKE asked once, until a matching SA arrives (or the ULP gives
+    up and releases it)."""
+    holder = Holder()
+    h = km.create_connection_latch(LOCAL, "198.51.100.9", "tcp", 5000, 22, holder=holder)
+    assert [e.kind for e in ike.events] == ["acquire"]
+    # Other changes come and go while the SA is not there; none of them touches the latch.
+    for port in range(6000, 6010):
+        km.release_latch(km.create_connection_latch(LOCAL, "198.51.100.10", "tcp", port, 22))
+    assert km.inquire_latch(h).state == LatchState.LARVAL and holder.events == []
+    res = km.accept_child_sa(ike.for_tuple(btns_peer(1), tcp("198.51.100.9", 5000, 22)))
+    assert res.latch == h and km.inquire_latch(h).state == LatchState.ESTABLISHED

@@ -31,12 +31,12 @@ def test_section_2_4_default_terminates_existing_connection(km, ike, engine):
     _section_2_4_scenario(km, ike, engine)
 
 
-@pytest.mark.slow
 def test_section_2_4_scenario_on_verilator(ike):
-    """The same scenario with the engine a Verilator simulation of the gateware."""
+    """The same scenario with the engine a Verilator simulation of the gateware. (The default
+    parameters, so that it shares its cached build with the other Verilator tests.)"""
     from ipchan.hw.contract import EngineParams
     from ipchan.sw.backends import open_engine
-    engine = open_engine("verilator", EngineParams(n_entries=16))
+    engine = open_engine("verilator", EngineParams())
     try:
         km = KeyManager(engine, spd=default_spd(), pad=default_pad(), ike=ike)
         _section_2_4_scenario(km, ike, engine)
