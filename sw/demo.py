@@ -112,4 +112,70 @@ def run_demo(*, backend, params, out):
         say()
         c = engine.counters()
         say("7. Engine counters: " + ", ".join(f"{k} {v}" for k, v in c.items()))
+        say()
+        _latching(engine, rng, say)
     return 0
+
+
+def _latching(engine, rng, say):
+    """Part 8: the key manager on the same engine, through section 2.4's scenario."""
+
+    from .keymgr import Box, ChildSaProposal, Identity, KeyManager, PadEntry, Protection, SpdEntry
+
+    say("8. Connection latching (RFC 5660) on this engine: the key manager owns the SA table now.")
+    for entry in list(engine.entries()):
+        engine.delete(entry.index)
+    say(f"    emptied the table for it: version {engine.commit()}")
+    local, lan, gcm = "192.0.2.1", "198.51.100.0/24", Protection("aes-gcm-16", 128)
+    km = KeyManager(engine,
+                    spd=[SpdEntry.parse("lan", action="protect", local_addr=local,
+                                        remote_addr=lan, protection=gcm)],
+                    pad=[PadEntry.parse("btns", id_type="public-key", pattern="*",
+                                        auth="raw-public-key", addresses=[lan])])
+
+    def told(who):
+        return lambda event: say(f"    -> {who} told: {event.kind} latch {event.handle} at version "
+                                 f"{event.version}" + (f" ({event.reason})" if event.reason else ""))
+
+    spis = iter(range(0x5000, 0x6000, 2))
+
+    def child_sa(peer, remote, rport):
+        spi = next(spis)
+        return ChildSaProposal(
+            peer=peer, protection=gcm,
+            selectors=Box.parse(local_addr=local, remote_addr=remote, proto="tcp",
+                                local_port=143, remote_port=rport),
+            inbound_spi=spi, outbound_spi=spi + 1,
+            inbound_key=rng.randbytes(16), inbound_salt=rng.randbytes(4),
+            outbound_key=rng.randbytes(16), outbound_salt=rng.randbytes(4))
+
+    listener = km.create_listener_latch(local, "tcp", 143, holder=told("the IMAP server"))
+    say(f"    an IMAP server listens on {local}:143: listener latch {listener}, version "
+        f"{km.version()}")
+    alice = Identity.btns(rng.randbytes(32))
+    first = km.accept_child_sa(child_sa(alice, "198.51.100.7", 40000))
+    km.set_holder(first.created, told("the first connection's TCB"))
+    info = km.inquire_latch(first.created)
+    say(f"    a BTNS peer (raw key {alice.value[:8]}...) at 198.51.100.7:40000 brings a child SA: "
+        f"latch {first.created} is {info.state.name}")
+    say(f"      latched to SA slot {first.inbound.index}, generation {first.inbound.generation}, "
+        f"established at version {info.established_version}")
+    tag = engine.lookup(first.inbound.spi)
+    say(f"    an inbound packet tagged (slot {tag.index}, generation {tag.generation}, version "
+        f"{tag.version}) is accepted for it: "
+        f"{km.check_inbound(first.created, tag.index, tag.generation, tag.version)}")
+    say("    the peer vanishes; another BTNS peer takes its address and opens the same 5-tuple "
+        "(section 2.4):")
+    second = km.accept_child_sa(child_sa(Identity.btns(rng.randbytes(32)), "198.51.100.7", 40000))
+    say(f"    its SA was accepted only after latch {first.created} was broken; "
+        f"new latch {second.created}, version {second.version}")
+    say(f"    the old tag is refused now: "
+        f"{km.check_inbound(first.created, tag.index, tag.generation, km.version())} for the "
+        f"broken latch, "
+        f"{km.check_inbound(second.created, tag.index, tag.generation, km.version())} for the "
+        f"new one")
+    km.release_latch(first.created)
+    say(f"    the old connection is reset and its latch released: version {km.version()}")
+    say(f"    `ipchan km serve` offers this API to other processes; `ipchan latch list` shows "
+        f"the Latch Database.")
+    km.close()

@@ -40,6 +40,11 @@ def test_demo_on_model(capsys):
     assert "version is now 1" in out
     assert "with generation 2 (it was 1)" in out
     assert "TableFullError" in out
+    # Part 8: section 2.4 on the same engine, told to the holders in order.
+    assert "latch 2 is ESTABLISHED" in out
+    assert "is accepted for it: True" in out
+    assert out.index("TCB told: broken latch 2") < out.index("its SA was accepted only after latch 2")
+    assert "the old tag is refused now: False for the broken latch, False for the new one" in out
 
 
 def test_demo_rejects_bad_entries(capsys):
