@@ -54,7 +54,7 @@ def test_sorted_list_splits_blocks():
 
 
 @given(v4, v4)
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 def test_cidr_blocks_tile_the_range_exactly(a, b):
     lo, hi = min(a, b), max(a, b)
     blocks = cidr_blocks(lo, hi)
@@ -70,7 +70,7 @@ def test_cidr_blocks_tile_the_range_exactly(a, b):
 
 
 @given(st.lists(st.tuples(small_v4, small_v4), max_size=20), st.lists(small_v4, max_size=10))
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 def test_prefix_index_stab_matches_brute_force(ranges, probes):
     idx = PrefixIndex()
     ranges = [(min(a, b), max(a, b)) for a, b in ranges]
@@ -167,7 +167,7 @@ def test_btns_identity_checks_its_key():
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3)), max_size=40),
        st.tuples(st.integers(0, 3), st.integers(0, 3)), st.tuples(st.integers(0, 3), st.integers(0, 3)),
        st.tuples(st.integers(0, 3), st.integers(0, 3)))
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 def test_ld_box_queries_match_brute_force(points, ra, lp, rp):
     ld = LatchDatabase()
     latches = {}
