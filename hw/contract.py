@@ -19,16 +19,22 @@ __all__ = [
     "CONTRACT_VERSION", "ID_MAGIC", "Access", "Field", "Register", "REGISTERS", "REGISTERS_BY_NAME",
     "Op", "Error", "SlotState", "Direction", "Mode", "Algorithm", "KeySize", "Verdict",
     "EngineParams", "TAG_FIELDS", "tag_width", "spi_hash", "HASH_MASKS",
-    "SPI_RESERVED_MAX", "register", "field_of",
+    "SPI_RESERVED_MAX", "register", "field_of", "IPV6_MAX_EXT_HEADERS", "IP_MAX_PACKET",
+    "TAG_BEAT_FIELDS", "VERDICT_COUNTERS", "SA_VERDICT_COUNTERS",
 ]
 
 
 #: Bumped when the contract changes in a way a driver must know about: (major, minor).
-CONTRACT_VERSION = (1, 0)
+CONTRACT_VERSION = (1, 1)
 #: Value of the ID register: "IPCH" in ASCII.
 ID_MAGIC = 0x49504348
 #: SPIs 1..255 are reserved by IANA (RFC 4303 section 2.1) and 0 means "no SA".
 SPI_RESERVED_MAX = 255
+#: The inbound header parser skips at most this many IPv6 extension headers before ESP (and the
+#: outbound transport-mode split point at most this many); a packet with more is ``malformed``.
+IPV6_MAX_EXT_HEADERS = 4
+#: Largest IP packet there is (IPv4 total length, IPv6 payload length: no jumbograms).
+IP_MAX_PACKET = 0xFFFF
 
 
 class Access(IntEnum):
@@ -206,6 +212,9 @@ class EngineParams:
     generation_width: int = 16
     version_width: int = 64
     window_max: int = 64
+    #: Largest packet, in bytes, the datapath takes in or hands out (its packet buffer holds one
+    #: whole packet, so nothing unauthenticated is handed up); longer ones are ``malformed``.
+    max_packet: int = IP_MAX_PACKET
 
     def __post_init__(self):
         if not isinstance(self.n_entries, int) or isinstance(self.n_entries, bool):
@@ -222,6 +231,10 @@ class EngineParams:
         if (not isinstance(self.window_max, int) or self.window_max not in (32, 64, 128, 256, 512, 1024)):
             raise ValueError(f"Maximum replay window must be one of 32, 64, 128, 256, 512, 1024, "
                              f"not {self.window_max!r}")
+        if (not isinstance(self.max_packet, int) or isinstance(self.max_packet, bool) or
+                not 64 <= self.max_packet <= IP_MAX_PACKET):
+            raise ValueError(f"Maximum packet size must be an integer from 64 to {IP_MAX_PACKET}, "
+                             f"not {self.max_packet!r}")
 
     @property
     def index_width(self):
@@ -269,6 +282,9 @@ REGISTERS = (
     Register("CONFIG1", 0x00C, Access.RO, "Build parameters: replay window and hash tables.",
              (_f("WINDOW_MAX", 0, 11, "largest replay window, in packets"),
               _f("N_BUCKETS", 16, 16, "buckets in each of the two SPI hash tables"))),
+    Register("CONFIG2", 0x030, Access.RO, "Build parameters: the datapath.",
+             (_f("MAX_PACKET", 0, 16, "largest packet the datapath takes, in bytes"),
+              _f("MAX_EXT_HEADERS", 16, 4, "IPv6 extension headers the parser skips at most"))),
 
     # Commands and status.
     Register("STATUS", 0x010, Access.RO, "Engine status.",
@@ -305,6 +321,7 @@ REGISTERS = (
               _f("PLACE", 3, 1, "inbound: hash table that receives the SPI"),
               _f("ALG", 4, 3, "algorithm", Algorithm),
               _f("KEYSIZE", 8, 1, "AES key size", KeySize),
+              _f("OUTER6", 9, 1, "the tunnel endpoints (SA_SRC*, SA_DST*) are IPv6 addresses"),
               _f("WINDOW", 16, 11, "inbound replay window in packets; 0 disables"))),
     Register("SA_SEQ_LO", 0x048, Access.RW,
              "Sequence number, low half: outbound, the last number used; inbound, the window top."),
@@ -316,6 +333,11 @@ REGISTERS = (
     Register("SA_SALT", 0x070, Access.WO, "RFC 4106 salt (nonce bytes 0..3), big-endian. Write only."),
 
     Register("LOOKUP_SPI", 0x078, Access.RW, "SPI for the LOOKUP command."),
+    *(Register(f"SA_{end}{i}", base + 4 * i, Access.RW,
+               f"{what} address bytes {4 * i}..{4 * i + 3}, big-endian (128 bits; an IPv4 "
+               f"address in SA_{end}3). Outbound tunnel mode builds the outer header from it.")
+      for end, base, what in (("SRC", 0x0C4, "Tunnel source"), ("DST", 0x0D4, "Tunnel destination"))
+      for i in range(4)),
 
     # Read-back of one slot (READ_ENTRY): never the key.
     Register("RB_SPI", 0x080, Access.RO, "READ_ENTRY: SPI."),
@@ -335,6 +357,16 @@ REGISTERS = (
              snapshot_hi="LOOKUP_VERSION_HI"),
     Register("LOOKUP_VERSION_HI", 0x0A4, Access.RO, "LOOKUP: high half of the version."),
 
+    # READ_ENTRY also copies the slot's packet counters (32 bits, wrapping; zeroized with the
+    # slot, so a new generation starts from zero) and its tunnel endpoints.
+    *(Register(f"RB_CNT_{v}", 0x0B0 + 4 * i, Access.RO,
+               f"READ_ENTRY: packets of this SA with verdict {v.lower()}.")
+      for i, v in enumerate(("OK", "AUTH_FAIL", "REPLAY", "MALFORMED", "SEQ_OVERFLOW"))),
+    *(Register(f"RB_{end}{i}", base + 4 * i, Access.RO,
+               f"READ_ENTRY: {what} address bytes {4 * i}..{4 * i + 3}, as SA_{end}{i}.")
+      for end, base, what in (("SRC", 0x140, "tunnel source"), ("DST", 0x150, "tunnel destination"))
+      for i in range(4)),
+
     # Counters: 32 bits, wrapping.
     Register("CNT_COMMITS", 0x100, Access.RO, "COMMITs applied."),
     Register("CNT_INSTALLS", 0x104, Access.RO, "INSTALLs staged."),
@@ -342,6 +374,11 @@ REGISTERS = (
     Register("CNT_LOOKUPS", 0x10C, Access.RO, "Lookups made (datapath and LOOKUP)."),
     Register("CNT_HITS", 0x110, Access.RO, "Lookups that found a visible SA."),
     Register("CNT_CMD_ERRORS", 0x114, Access.RO, "Commands refused."),
+    *(Register(f"CNT_{d}_{v}", 0x118 + 4 * i, Access.RO,
+               f"{'Inbound' if d == 'IN' else 'Outbound'} packets with verdict {v.lower()}.")
+      for i, (d, v) in enumerate((("IN", "OK"), ("IN", "AUTH_FAIL"), ("IN", "REPLAY"),
+                                  ("IN", "NO_SA"), ("IN", "MALFORMED"), ("OUT", "OK"),
+                                  ("OUT", "NO_SA"), ("OUT", "MALFORMED"), ("OUT", "SEQ_OVERFLOW")))),
 )
 
 REGISTERS_BY_NAME = {r.name: r for r in REGISTERS}
@@ -380,6 +417,22 @@ def _check_map():
 
 
 _check_map()
+
+
+def _verdict_counters():
+    by_key = {}
+    for reg in REGISTERS:
+        for prefix, direction in (("CNT_IN_", Direction.INBOUND), ("CNT_OUT_", Direction.OUTBOUND)):
+            if reg.name.startswith(prefix):
+                by_key[(direction, Verdict[reg.name[len(prefix):]])] = reg.name
+    return by_key
+
+
+#: ``{(Direction, Verdict): counter register name}``: the global per-verdict packet counters.
+VERDICT_COUNTERS = _verdict_counters()
+#: ``{Verdict: RB_CNT_* register name}``: the per-SA packet counters (no_sa has no SA).
+SA_VERDICT_COUNTERS = {Verdict[r.name[len("RB_CNT_"):]]: r.name
+                       for r in REGISTERS if r.name.startswith("RB_CNT_")}
 
 
 # --- SPI hash functions -----------------------------------------------------------------------------
@@ -422,6 +475,14 @@ TAG_FIELDS = (
     ("sa_generation", 16, "generation of that slot"),
     ("version", 64, "VERSION in the cycle the packet's SA lookup was made"),
     ("seq", 64, "ESP sequence number (64 bits with ESN)"),
+)
+
+
+#: The tag streams (``m_axis_in_tag``, ``m_axis_out_tag``): one beat per input packet, in input
+#: order, whether the packet was handed up or dropped: the tag (:data:`TAG_FIELDS`, packed) and
+#: then these fields.
+TAG_BEAT_FIELDS = (
+    ("handed_up", 1, "the packet went out on the data stream, with this tag in its tuser"),
 )
 
 

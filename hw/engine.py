@@ -1,8 +1,9 @@
-"""The ipchan engine: AXI4-Lite control port, register file and SA table."""
+"""The ipchan engine: AXI4-Lite control port, register file, SA table and (optionally) the inbound
+ESP datapath."""
 
-from amaranth.hdl import Module
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, connect, flipped
+from amaranth.hdl import Cat, Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
 
 from . import axil, contract
 from .regfile import RegisterFile
@@ -24,16 +25,53 @@ class Engine(wiring.Component):
     -------
     axil : ``In(axil.Signature(addr_width=contract.ADDR_WIDTH))``
         Control port (registers of :mod:`ipchan.hw.contract`).
+
+    With ``esp="compact"`` or ``"fast"`` (the :class:`~ipchan.hw.crypto.gcm.GCMCore` profile) the
+    engine also has the ESP datapaths, each with its own GCM core
+    (:class:`~ipchan.hw.esp.inbound.InboundEsp`, :class:`~ipchan.hw.esp.outbound.OutboundEsp`):
+
+    s_axis_in : ``In(stream.Signature(PacketBeat))``
+        Received IP packets carrying ESP.
+    m_axis_in_data : ``Out(stream.Signature(TaggedBeat))``
+        Inbound packets handed up, each beat with its tag in ``user``.
+    m_axis_in_tag : ``Out(stream.Signature(TagBeat))``
+        One tag per inbound packet, in input order.
+    s_axis_out : ``In(stream.Signature(OutboundBeat))``
+        Plaintext IP packets to protect, with the slot of their SA (``sa_index``).
+    m_axis_out_data, m_axis_out_tag
+        The ESP packets and the outbound tags, as for inbound.
+
+    Without it (``esp=None``, the default) the packet counters read zero: no packet goes through.
     """
 
-    def __init__(self, params=contract.EngineParams()):
+    def __init__(self, params=contract.EngineParams(), *, esp=None):
         if not isinstance(params, contract.EngineParams):
             raise TypeError(f"Parameters must be an EngineParams, not {params!r}")
+        if esp not in (None, "compact", "fast"):
+            self._MustUse__silence = True  # a refused part is not an unused one
+            raise ValueError(f"ESP datapath must be None, 'compact' or 'fast', not {esp!r}")
         self._params = params
-        super().__init__({
-            "axil": In(axil.Signature(addr_width=contract.ADDR_WIDTH)),
-        })
+        self.esp = esp
+        members = {"axil": In(axil.Signature(addr_width=contract.ADDR_WIDTH))}
+        if esp is not None:
+            from .esp.layouts import PacketBeat, TagBeat, TaggedBeat
+            from .esp.outbound import OutboundBeat
+            members.update({
+                "s_axis_in": In(stream.Signature(PacketBeat)),
+                "m_axis_in_data": Out(stream.Signature(TaggedBeat)),
+                "m_axis_in_tag": Out(stream.Signature(TagBeat)),
+                "s_axis_out": In(stream.Signature(OutboundBeat)),
+                "m_axis_out_data": Out(stream.Signature(TaggedBeat)),
+                "m_axis_out_tag": Out(stream.Signature(TagBeat)),
+            })
+        super().__init__(members)
         self.table = SaTable(params)
+        self.inbound = self.outbound = None
+        if esp is not None:
+            from .esp.inbound import InboundEsp
+            from .esp.outbound import OutboundEsp
+            self.inbound = InboundEsp(params, profile=esp)
+            self.outbound = OutboundEsp(params, profile=esp)
 
     @property
     def params(self):
@@ -67,6 +105,8 @@ class Engine(wiring.Component):
             regs.config0[_field("CONFIG0", "VERSION_WIDTH")].eq(p.version_width),
             regs.config1[_field("CONFIG1", "WINDOW_MAX")].eq(p.window_max),
             regs.config1[_field("CONFIG1", "N_BUCKETS")].eq(p.n_buckets),
+            regs.config2[_field("CONFIG2", "MAX_PACKET")].eq(p.max_packet),
+            regs.config2[_field("CONFIG2", "MAX_EXT_HEADERS")].eq(contract.IPV6_MAX_EXT_HEADERS),
         ]
 
         # Commands. Any write while the table is busy waits on the bus (never lost, never
@@ -86,6 +126,8 @@ class Engine(wiring.Component):
                                 for i in range(8))),
             table.sa_salt.eq(regs.sa_salt),
             table.lookup_spi.eq(regs.lookup_spi),
+            table.sa_src.eq(sum((getattr(regs, f"sa_src{i}") << (32 * (3 - i))) for i in range(4))),
+            table.sa_dst.eq(sum((getattr(regs, f"sa_dst{i}") << (32 * (3 - i))) for i in range(4))),
         ]
         # Status and results.
         m.d.comb += [
@@ -117,4 +159,40 @@ class Engine(wiring.Component):
             regs.cnt_hits.eq(table.cnt_hits),
             regs.cnt_cmd_errors.eq(table.cnt_cmd_errors),
         ]
+        for i in range(4):
+            m.d.comb += [
+                getattr(regs, f"rb_src{i}").eq(table.rb_src[32 * (3 - i):32 * (4 - i)]),
+                getattr(regs, f"rb_dst{i}").eq(table.rb_dst[32 * (3 - i):32 * (4 - i)]),
+            ]
+        if self.inbound is not None:
+            from .esp.arbiter import SlotPortArbiter
+            from .esp.inbound import INBOUND_VERDICTS
+            from .esp.outbound import OUTBOUND_VERDICTS
+            m.submodules.inbound = inbound = self.inbound
+            m.submodules.outbound = outbound = self.outbound
+            m.submodules.slot_arbiter = arb = SlotPortArbiter(p)
+            connect(m, inbound.lookup_req, table.lookup_req)
+            connect(m, table.lookup_resp, inbound.lookup_resp)
+            for client, dp in ((arb.a, inbound), (arb.b, outbound)):
+                connect(m, dp.sa_read, client.sa_read)
+                connect(m, client.sa_data, dp.sa_data)
+                connect(m, dp.sa_write, client.sa_write)
+                m.d.comb += dp.version.eq(table.version)
+            connect(m, arb.sa_read, table.sa_read)
+            connect(m, table.sa_data, arb.sa_data)
+            connect(m, arb.sa_write, table.sa_write)
+            m.d.comb += table.dp_hold.eq(Cat(inbound.dp_hold, outbound.dp_hold))
+            for dp, prefix in ((inbound, "in"), (outbound, "out")):
+                connect(m, flipped(getattr(self, f"s_axis_{prefix}")), dp.i)
+                connect(m, dp.o, flipped(getattr(self, f"m_axis_{prefix}_data")))
+                connect(m, dp.tag, flipped(getattr(self, f"m_axis_{prefix}_tag")))
+            for direction, verdicts, dp in ((contract.Direction.INBOUND, INBOUND_VERDICTS, inbound),
+                                            (contract.Direction.OUTBOUND, OUTBOUND_VERDICTS,
+                                             outbound)):
+                for k, verdict in enumerate(verdicts):
+                    name = contract.VERDICT_COUNTERS[(direction, verdict)]
+                    m.d.comb += getattr(regs, name.lower()).eq(dp.counters[k])
+        for verdict, name in contract.SA_VERDICT_COUNTERS.items():
+            m.d.comb += getattr(regs, name.lower()).eq(
+                getattr(table.rb_counters, verdict.name.lower()))
         return m

@@ -35,7 +35,8 @@ from . import contract
 from .contract import Algorithm, Error, Op, SlotState
 
 
-__all__ = ["EntryLayout", "BucketLayout", "LookupResultLayout", "SaTable", "spi_hash_hdl"]
+__all__ = ["EntryLayout", "BucketLayout", "LookupResultLayout", "SaCountersLayout", "SaReadLayout",
+           "SaWriteLayout", "SaTable", "spi_hash_hdl"]
 
 
 FlagsLayout = data.StructLayout({
@@ -84,6 +85,44 @@ class LookupResultLayout(data.StructLayout):
         })
 
 
+#: A slot's packet counters (``RB_CNT_*``), 32 bits each, by verdict name.
+SaCountersLayout = data.StructLayout({
+    verdict.name.lower(): 32 for verdict in contract.SA_VERDICT_COUNTERS
+})
+
+
+class SaReadLayout(data.StructLayout):
+    """What the datapath reads of a slot (``sa_read`` answers): everything it needs to process a
+    packet under this SA, including the key, which leaves the table only this way."""
+    def __init__(self, params):
+        super().__init__({
+            "index": params.index_width,
+            "visible": 1,
+            "generation": params.generation_width,
+            "version": params.version_width,
+            "entry": EntryLayout(),
+            "key": 256,     # SA_KEY0..7 as one big-endian integer (key byte 0 in bits 255..248)
+            "salt": 32,     # SA_SALT, big-endian
+            "window": params.window_max,
+            "src": 128,
+            "dst": 128,
+            "counters": SaCountersLayout,
+        })
+
+
+class SaWriteLayout(data.StructLayout):
+    """A datapath write-back (``sa_write``): the counters always, the sequence number and the
+    replay window when ``state`` is set (an inbound ``ok``, an outbound ``ok``)."""
+    def __init__(self, params):
+        super().__init__({
+            "index": params.index_width,
+            "state": 1,
+            "entry": EntryLayout(),
+            "window": params.window_max,
+            "counters": SaCountersLayout,
+        })
+
+
 def spi_hash_hdl(table, spi, bucket_width):
     """The contract's H3 hash in gateware: a parity tree per bucket bit."""
     return Cat(*((spi & Const(contract.HASH_MASKS[table][j], 32)).xor()
@@ -98,7 +137,16 @@ class SaTable(wiring.Component):
     ``error`` then holds its :class:`~ipchan.hw.contract.Error` code.
 
     Datapath side: ``lookup_req`` (an SPI) and ``lookup_resp``; requests from here take priority
-    over the host's LOOKUP command.
+    over the host's LOOKUP command. ``sa_read`` (a slot index) answers with the slot's contents
+    (:class:`SaReadLayout`); ``sa_write`` writes back what a packet changed
+    (:class:`SaWriteLayout`), taken in any cycle where no command writes the table.
+
+    ``dp_hold`` has one bit per datapath (inbound, outbound), each high from the packet's lookup
+    or slot read until its write-back. The zeroizing scan after a COMMIT or ABORT waits until
+    every datapath that was holding at the commit has let go once, so a packet that found its SA
+    before the commit finishes under it and its write-back never lands on a released slot.
+    Lookups and reads after the commit cannot find the released slots, so a datapath that holds
+    again at once (the next packet) does not make the scan wait: it cannot be starved.
     """
 
     def __init__(self, params=contract.EngineParams()):
@@ -117,6 +165,8 @@ class SaTable(wiring.Component):
             "sa_key": In(256),
             "sa_salt": In(32),
             "lookup_spi": In(32),
+            "sa_src": In(128),
+            "sa_dst": In(128),
             # Status and results.
             "busy": Out(1, init=1),
             "error": Out(8),
@@ -132,6 +182,9 @@ class SaTable(wiring.Component):
             "rb_state": Out(2),
             "rb_gen": Out(p.generation_width),
             "rb_bucket": Out(BucketLayout(p.index_width)),
+            "rb_src": Out(128),
+            "rb_dst": Out(128),
+            "rb_counters": Out(SaCountersLayout),
             "cnt_commits": Out(32),
             "cnt_installs": Out(32),
             "cnt_deletes": Out(32),
@@ -141,6 +194,10 @@ class SaTable(wiring.Component):
             # Datapath lookups.
             "lookup_req": In(stream.Signature(32)),
             "lookup_resp": Out(stream.Signature(LookupResultLayout(p))),
+            "sa_read": In(stream.Signature(p.index_width)),
+            "sa_data": Out(stream.Signature(SaReadLayout(p))),
+            "sa_write": In(stream.Signature(SaWriteLayout(p))),
+            "dp_hold": In(2),
         })
 
     @property
@@ -158,6 +215,8 @@ class SaTable(wiring.Component):
         m.submodules.window_mem = window_mem = Memory(shape=unsigned(p.window_max), depth=N, init=[])
         m.submodules.gen_mem = gen_mem = Memory(shape=unsigned(p.generation_width), depth=N, init=[])
         m.submodules.free_mem = free_mem = Memory(shape=unsigned(IW), depth=N, init=[])
+        m.submodules.ends_mem = ends_mem = Memory(shape=unsigned(256), depth=N, init=[])
+        m.submodules.count_mem = count_mem = Memory(shape=SaCountersLayout, depth=N, init=[])
         bucket_mems = []
         for t in range(2):
             mem = Memory(shape=BucketLayout(IW), depth=NB, init=[])
@@ -179,6 +238,17 @@ class SaTable(wiring.Component):
         bucket_w = [mem.write_port() for mem in bucket_mems]
         bucket_r = [mem.read_port() for mem in bucket_mems]
         bucket_lr = [mem.read_port() for mem in bucket_mems]
+        ends_w = ends_mem.write_port()
+        ends_r = ends_mem.read_port()
+        count_w = count_mem.write_port()
+        count_r = count_mem.read_port()
+        # The datapath's read ports (the key has no other).
+        entry_dr = entry_mem.read_port()
+        key_dr = key_mem.read_port()
+        window_dr = window_mem.read_port()
+        gen_dr = gen_mem.read_port()
+        ends_dr = ends_mem.read_port()
+        count_dr = count_mem.read_port()
 
         # Slot state in flip-flops, so a COMMIT can change every slot in one edge.
         state = Signal(2 * N)
@@ -280,6 +350,49 @@ class SaTable(wiring.Component):
         with m.If(host_lk_done):
             m.d.sync += host_lk_done.eq(0)
 
+        # --- Datapath slot reads and write-backs --------------------------------------------------
+        rd_index = Signal(IW)
+        for port in (entry_dr, key_dr, window_dr, gen_dr, ends_dr, count_dr):
+            m.d.comb += port.addr.eq(rd_index)
+        with m.FSM(name="sa_read"):
+            with m.State("IDLE"):
+                m.d.comb += self.sa_read.ready.eq(1)
+                with m.If(self.sa_read.valid):
+                    m.d.sync += rd_index.eq(self.sa_read.payload)
+                    m.next = "READ"
+            with m.State("READ"):
+                m.next = "DATA"
+            with m.State("DATA"):
+                d = self.sa_data.payload
+                m.d.comb += [
+                    self.sa_data.valid.eq(1),
+                    d.index.eq(rd_index),
+                    d.visible.eq(visible(rd_index)),
+                    d.generation.eq(gen_dr.data),
+                    d.version.eq(self.version),
+                    d.entry.eq(entry_dr.data),
+                    d.salt.eq(key_dr.data[:32]),
+                    d.key.eq(key_dr.data[32:]),
+                    d.window.eq(window_dr.data),
+                    d.src.eq(ends_dr.data[128:]),
+                    d.dst.eq(ends_dr.data[:128]),
+                    d.counters.eq(count_dr.data),
+                ]
+                with m.If(self.sa_data.ready):
+                    m.next = "IDLE"
+
+        # A write-back goes through in any cycle where the command sequencer writes none of these
+        # memories (its writes below override these defaults, and sa_write.ready says so).
+        wb = self.sa_write.payload
+        wb_go = Signal()
+        m.d.comb += [
+            wb_go.eq(self.sa_write.valid & self.sa_write.ready),
+            count_w.addr.eq(wb.index), count_w.data.eq(wb.counters), count_w.en.eq(wb_go),
+            entry_w.addr.eq(wb.index), entry_w.data.eq(wb.entry), entry_w.en.eq(wb_go & wb.state),
+            window_w.addr.eq(wb.index), window_w.data.eq(wb.window),
+            window_w.en.eq(wb_go & wb.state),
+        ]
+
         # --- Command sequencer ------------------------------------------------------------------
         op = Signal(4)
         arg_table = Signal()
@@ -288,6 +401,7 @@ class SaTable(wiring.Component):
         scan_i = Signal(range(max(N, NB) + 1))
         mv_src = Signal(BucketLayout(IW))
         mv_dst_addr = Signal(BW)
+        drain = Signal(2)                # datapaths that held an SA at the commit and still do
         flags = self.sa_flags
 
         def fail(code):
@@ -307,6 +421,8 @@ class SaTable(wiring.Component):
             entry_raddr.eq(cur),
             entry_r.addr.eq(Mux(op == Op.READ_ENTRY, arg_index, entry_raddr)),
             gen_r.addr.eq(Mux(op == Op.READ_ENTRY, arg_index, free_r.data)),
+            ends_r.addr.eq(arg_index),
+            count_r.addr.eq(arg_index),
         ]
 
         # Next-state functions for COMMIT and ABORT, for every slot at once.
@@ -331,7 +447,7 @@ class SaTable(wiring.Component):
         n_add = Signal(range(N + 1))
         n_del = Signal(range(N + 1))
 
-        with m.FSM(name="cmd", init="INIT"):
+        with m.FSM(name="cmd", init="INIT") as cmd_fsm:
             with m.State("INIT"):
                 # After reset: zero every memory and fill the free list with 0..N-1. Block RAM
                 # keeps its contents across a reset, so this is also what zeroizes keys then.
@@ -341,6 +457,8 @@ class SaTable(wiring.Component):
                     window_w.addr.eq(scan_i), window_w.data.eq(0), window_w.en.eq(scan_i < N),
                     gen_w.addr.eq(scan_i), gen_w.data.eq(0), gen_w.en.eq(scan_i < N),
                     free_w.addr.eq(scan_i), free_w.data.eq(scan_i), free_w.en.eq(scan_i < N),
+                    ends_w.addr.eq(scan_i), ends_w.data.eq(0), ends_w.en.eq(scan_i < N),
+                    count_w.addr.eq(scan_i), count_w.data.eq(0), count_w.en.eq(scan_i < N),
                 ]
                 for t in range(2):
                     m.d.comb += [bucket_w[t].addr.eq(scan_i), bucket_w[t].data.eq(0),
@@ -398,6 +516,7 @@ class SaTable(wiring.Component):
                                     staged.eq(0),
                                     self.cnt_commits.eq(self.cnt_commits + 1),
                                     scan_i.eq(0),
+                                    drain.eq(0b11),
                                 ]
                                 m.next = "SCAN"
                         with m.Case(Op.ABORT):
@@ -407,7 +526,7 @@ class SaTable(wiring.Component):
                             with m.Else():
                                 m.d.sync += [state.eq(abort_state), dirty.eq(abort_dirty),
                                              n_add.eq(0), n_del.eq(0),
-                                             staged.eq(0), scan_i.eq(0)]
+                                             staged.eq(0), scan_i.eq(0), drain.eq(0b11)]
                                 m.next = "SCAN"
                         with m.Case(Op.BUMP_VERSION):
                             with m.If(self.version == p.version_max):
@@ -467,6 +586,9 @@ class SaTable(wiring.Component):
                     key_w.data.eq(Cat(self.sa_salt, self.sa_key)),
                     window_w.addr.eq(cur), window_w.en.eq(1), window_w.data.eq(0),
                     gen_w.addr.eq(cur), gen_w.en.eq(1), gen_w.data.eq(new_gen),
+                    ends_w.addr.eq(cur), ends_w.en.eq(1),
+                    ends_w.data.eq(Cat(self.sa_dst, self.sa_src)),
+                    count_w.addr.eq(cur), count_w.en.eq(1), count_w.data.eq(0),
                 ]
                 with m.If(flags.dir == contract.Direction.INBOUND):
                     for t in range(2):
@@ -512,9 +634,13 @@ class SaTable(wiring.Component):
                 done()
 
             with m.State("SCAN"):
-                # Visit every slot; released ones are zeroized and returned to the free list.
+                # Visit every slot; released ones are zeroized and returned to the free list,
+                # once no packet in the datapath holds an SA it found before the commit.
                 m.d.comb += entry_raddr.eq(scan_i)  # so SCAN_CLEAR sees this slot's entry
-                with m.If(scan_i == N):
+                m.d.sync += drain.eq(drain & self.dp_hold)
+                with m.If((drain & self.dp_hold).any()):
+                    pass
+                with m.Elif(scan_i == N):
                     done()
                 with m.Elif(dirty.bit_select(scan_i[:IW], 1)):
                     m.d.sync += cur.eq(scan_i)
@@ -537,6 +663,8 @@ class SaTable(wiring.Component):
                     key_w.addr.eq(cur), key_w.data.eq(0), key_w.en.eq(1),
                     window_w.addr.eq(cur), window_w.data.eq(0), window_w.en.eq(1),
                     free_w.addr.eq(free_tail), free_w.data.eq(cur), free_w.en.eq(1),
+                    ends_w.addr.eq(cur), ends_w.data.eq(0), ends_w.en.eq(1),
+                    count_w.addr.eq(cur), count_w.data.eq(0), count_w.en.eq(1),
                 ]
                 m.d.sync += [
                     dirty.bit_select(cur, 1).eq(0),
@@ -562,6 +690,9 @@ class SaTable(wiring.Component):
                         self.rb_entry.flags.place.eq(place.bit_select(arg_index[:IW], 1)),
                         self.rb_state.eq(slot_state(arg_index[:IW])),
                         self.rb_gen.eq(gen_r.data),
+                        self.rb_src.eq(ends_r.data[128:]),
+                        self.rb_dst.eq(ends_r.data[:128]),
+                        self.rb_counters.eq(count_r.data),
                     ]
                 with m.Else():
                     m.d.sync += self.rb_bucket.eq(
@@ -606,5 +737,8 @@ class SaTable(wiring.Component):
                     m.d.sync += place.bit_select(mv_src.index, 1).eq(~arg_table)
                 done()
 
+        # The write-back waits while a command writes the table itself.
+        m.d.comb += self.sa_write.ready.eq(~(cmd_fsm.ongoing("INIT") |
+                                             cmd_fsm.ongoing("INSTALL_WRITE") |
+                                             cmd_fsm.ongoing("SCAN_CLEAR")))
         return m
-

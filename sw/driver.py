@@ -11,6 +11,7 @@ and issues the MOVE_BUCKET commands that the gateware checks and applies.
 """
 
 import enum
+import ipaddress
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -113,7 +114,9 @@ class SaConfig:
     ``key`` is the AES key (16 or 32 bytes) and ``salt`` the RFC 4106 salt (4 bytes); a key of 20
     or 36 bytes with no ``salt`` is split the way ``ip xfrm`` writes rfc4106 keys (key then salt).
     ``seq`` is, outbound, the last sequence number already used and, inbound, the top of the
-    replay window.
+    replay window. ``src`` and ``dst`` are the SA's tunnel endpoints (an address, as text or an
+    ``ipaddress`` object, both of one family): an outbound tunnel-mode SA builds its outer header
+    from them (without them it is 0.0.0.0 to 0.0.0.0), any other SA may carry them.
     """
     spi: int
     direction: Direction
@@ -124,6 +127,8 @@ class SaConfig:
     esn: bool = False
     seq: int = 0
     replay_window: int = 64
+    src: Optional[object] = None
+    dst: Optional[object] = None
 
     def __post_init__(self):
         check_spi(self.spi)
@@ -157,6 +162,27 @@ class SaConfig:
             raise TypeError(f"ESN must be a bool, not {self.esn!r}")
         _int_arg(self.seq, "Sequence number", 0, (1 << 64) - 1 if self.esn else (1 << 32) - 1)
         _int_arg(self.replay_window, "Replay window", 0, 1024)
+        if (self.src is None) != (self.dst is None):
+            raise ValueError(f"Tunnel endpoints come in pairs: src is {self.src!r}, "
+                             f"dst is {self.dst!r}")
+        if self.src is not None:
+            ends = []
+            for what, value in (("src", self.src), ("dst", self.dst)):
+                try:
+                    ends.append(ipaddress.ip_address(value))
+                except ValueError:
+                    raise ValueError(f"Tunnel endpoint {what} must be an IPv4 or IPv6 address, "
+                                     f"not {value!r}") from None
+            if ends[0].version != ends[1].version:
+                raise ValueError(f"Tunnel endpoints must be of one address family, not "
+                                 f"{ends[0]} and {ends[1]}")
+            object.__setattr__(self, "src", ends[0])
+            object.__setattr__(self, "dst", ends[1])
+
+    @property
+    def outer6(self):
+        """The tunnel endpoints are IPv6 addresses."""
+        return self.src is not None and self.src.version == 6
 
     @property
     def key_size(self):
@@ -167,7 +193,8 @@ class SaConfig:
         return (f"SaConfig(spi={self.spi:#x}, direction={self.direction.name.lower()}, "
                 f"mode={self.mode.name.lower()}, algorithm={self.algorithm.text}, "
                 f"key=<{len(self.key)} bytes>, esn={self.esn}, seq={self.seq}, "
-                f"replay_window={self.replay_window})")
+                f"replay_window={self.replay_window}"
+                + (f", src={self.src}, dst={self.dst}" if self.src is not None else "") + ")")
 
 
 @dataclass(frozen=True)
@@ -200,6 +227,9 @@ class EntryInfo:
     replay_window: int
     generation: int
     place: int
+    #: Tunnel endpoints as the slot holds them (``ipaddress`` objects; zero addresses if unset).
+    src: object = None
+    dst: object = None
 
 
 # --- The driver -----------------------------------------------------------------------------------
@@ -242,6 +272,7 @@ class Engine:
             generation_width=FIELD.CONFIG0.GEN_WIDTH.get(c0),
             version_width=FIELD.CONFIG0.VERSION_WIDTH.get(c0),
             window_max=FIELD.CONFIG1.WINDOW_MAX.get(c1),
+            max_packet=FIELD.CONFIG2.MAX_PACKET.get(transport.read(ADDR.CONFIG2)),
         )
         #: SPIs moved between hash tables by this driver (cuckoo relocations).
         self.relocations = 0
@@ -393,7 +424,13 @@ class Engine:
         f = FIELD.SA_FLAGS
         t.write(ADDR.SA_FLAGS, f.DIR.put(cfg.direction) | f.MODE.put(cfg.mode) |
                 f.ESN.put(cfg.esn) | f.PLACE.put(place) | f.ALG.put(cfg.algorithm) |
-                f.KEYSIZE.put(cfg.key_size) | f.WINDOW.put(cfg.replay_window))
+                f.KEYSIZE.put(cfg.key_size) | f.WINDOW.put(cfg.replay_window) |
+                f.OUTER6.put(cfg.outer6))
+        # Always written, so an SA without endpoints never inherits the previous install's.
+        for end, addr in (("SRC", cfg.src), ("DST", cfg.dst)):
+            value = 0 if addr is None else int(addr)
+            for i in range(4):
+                t.write(getattr(ADDR, f"SA_{end}{i}"), (value >> (32 * (3 - i))) & 0xFFFFFFFF)
         t.write(ADDR.SA_SEQ_LO, cfg.seq & 0xFFFFFFFF)
         t.write(ADDR.SA_SEQ_HI, cfg.seq >> 32)
         key = cfg.key.ljust(32, b"\0")
@@ -415,7 +452,8 @@ class Engine:
         self._slots[ref.index] = EntryInfo(
             index=ref.index, state=SlotState.STAGED_ADD, spi=cfg.spi, direction=cfg.direction,
             mode=cfg.mode, algorithm=cfg.algorithm, key_size=cfg.key_size, esn=cfg.esn,
-            seq=cfg.seq, replay_window=cfg.replay_window, generation=ref.generation, place=place)
+            seq=cfg.seq, replay_window=cfg.replay_window, generation=ref.generation, place=place,
+            src=_endpoint(int(cfg.src or 0), cfg.outer6), dst=_endpoint(int(cfg.dst or 0), cfg.outer6))
         return ref
 
     def delete(self, index):
@@ -534,7 +572,25 @@ class Engine:
             replay_window=f.WINDOW.get(flags),
             generation=FIELD.RB_STATE.GENERATION.get(state_word),
             place=f.PLACE.get(flags),
+            src=_endpoint(self._read128("RB_SRC"), f.OUTER6.get(flags)),
+            dst=_endpoint(self._read128("RB_DST"), f.OUTER6.get(flags)),
         )
+
+    def _read128(self, prefix):
+        value = 0
+        for i in range(4):
+            value = (value << 32) | self.transport.read(getattr(ADDR, f"{prefix}{i}"))
+        return value
+
+    def sa_counters(self, index):
+        """Packets of the SA in slot ``index`` by :class:`~ipchan.hw.contract.Verdict` (those an
+        SA can have: not ``no_sa``); they start from zero with each new generation of the slot."""
+        _int_arg(index, "Slot index", 0, self.params.n_entries - 1)
+        code = self._command(Op.READ_ENTRY, index=index)
+        if code != Error.NONE:
+            self._raise(code, f"Engine refused to read slot {index}: {code.name}")
+        return {verdict: self.transport.read(getattr(ADDR, name))
+                for verdict, name in contract.SA_VERDICT_COUNTERS.items()}
 
     def read_bucket(self, table, bucket):
         """Bucket ``bucket`` of hash table ``table``: (valid, spi, slot index)."""
@@ -562,6 +618,10 @@ class Engine:
         """(live slots, free slots) as the engine counts them."""
         return (FIELD.LIVE.COUNT.get(self.transport.read(ADDR.LIVE)),
                 FIELD.FREE.COUNT.get(self.transport.read(ADDR.FREE)))
+
+
+def _endpoint(value, outer6):
+    return ipaddress.IPv6Address(value) if outer6 else ipaddress.IPv4Address(value & 0xFFFFFFFF)
 
 
 def _replace(info, **changes):

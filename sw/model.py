@@ -31,16 +31,27 @@ class Bucket:
 
 
 class _Slot:
+    """One slot. ``src`` and ``dst`` are the tunnel endpoints as 128-bit integers (an IPv4
+    address in the low 32 bits; ``SA_FLAGS.OUTER6`` in ``flags`` says which); ``counters`` holds
+    the slot's packets by :class:`~ipchan.hw.contract.Verdict` (the ``RB_CNT_*`` ones)."""
     __slots__ = ("spi", "flags", "seq", "key", "window", "gen", "state", "place", "dirty",
-                 "inbound")
+                 "inbound", "src", "dst", "counters")
 
     def __init__(self):
         self.spi = self.flags = self.seq = self.key = self.window = self.gen = 0
+        self.src = self.dst = 0
+        self.counters = dict.fromkeys(contract.SA_VERDICT_COUNTERS, 0)
         self.state = SlotState.FREE
         self.place = self.dirty = self.inbound = 0
 
     def zeroize(self):
         self.spi = self.flags = self.seq = self.key = self.window = 0
+        self.src = self.dst = 0
+        self.counters = dict.fromkeys(contract.SA_VERDICT_COUNTERS, 0)
+
+    def count(self, verdict):
+        """Count one packet of this slot's SA with ``verdict`` (32 bits, wrapping)."""
+        self.counters[verdict] = (self.counters[verdict] + 1) & 0xFFFFFFFF
 
 
 class EngineModel:
@@ -67,7 +78,8 @@ class EngineModel:
         self.live = 0
         self.error = Error.NONE
         self.result = {"found": 0, "index": 0, "gen": 0, "version": 0}
-        self.rb = {"spi": 0, "flags": 0, "seq": 0, "state": 0, "gen": 0}
+        self.rb = {"spi": 0, "flags": 0, "seq": 0, "state": 0, "gen": 0, "src": 0, "dst": 0,
+                   "counters": dict.fromkeys(contract.SA_VERDICT_COUNTERS, 0)}
         self.rb_bucket = Bucket()
         self.counters = {name: 0 for name in contract.COUNTERS}
 
@@ -116,6 +128,9 @@ class EngineModel:
                     f.CONFIG0.VERSION_WIDTH.put(p.version_width))
         if name == "CONFIG1":
             return f.CONFIG1.WINDOW_MAX.put(p.window_max) | f.CONFIG1.N_BUCKETS.put(p.n_buckets)
+        if name == "CONFIG2":
+            return (f.CONFIG2.MAX_PACKET.put(p.max_packet) |
+                    f.CONFIG2.MAX_EXT_HEADERS.put(contract.IPV6_MAX_EXT_HEADERS))
         if name == "STATUS":
             return f.STATUS.ERROR.put(self.error) | f.STATUS.STAGED.put(self.staged)
         if name == "RESULT":
@@ -140,6 +155,11 @@ class EngineModel:
             return self.rb["seq"] >> 32
         if name == "RB_STATE":
             return f.RB_STATE.STATE.put(self.rb["state"]) | f.RB_STATE.GENERATION.put(self.rb["gen"])
+        if name in _RB_COUNTER:
+            return self.rb["counters"][_RB_COUNTER[name]]
+        if name.startswith(("RB_SRC", "RB_DST")):
+            word = int(name[-1])
+            return (self.rb[name[3:6].lower()] >> (32 * (3 - word))) & 0xFFFFFFFF
         if name == "RB_BUCKET":
             return (f.RB_BUCKET.VALID.put(self.rb_bucket.valid) |
                     f.RB_BUCKET.INDEX.put(self.rb_bucket.index))
@@ -216,7 +236,7 @@ class EngineModel:
             s = self.slots[index]
             flags = (s.flags & ~FIELD.SA_FLAGS.PLACE.mask) | FIELD.SA_FLAGS.PLACE.put(s.place)
             self.rb = {"spi": s.spi, "flags": flags, "seq": s.seq, "state": int(s.state),
-                       "gen": s.gen}
+                       "gen": s.gen, "src": s.src, "dst": s.dst, "counters": dict(s.counters)}
             return
         if op == Op.READ_BUCKET:
             if index >= p.n_buckets:
@@ -264,6 +284,9 @@ class EngineModel:
         s.key = (sum(self._rw[f"SA_KEY{i}"] << (32 * (7 - i)) for i in range(8)) << 32) \
             | self._rw["SA_SALT"]
         s.window = 0
+        s.src, s.dst = (sum(self._rw[f"SA_{end}{i}"] << (32 * (3 - i)) for i in range(4))
+                        for end in ("SRC", "DST"))
+        s.counters = dict.fromkeys(contract.SA_VERDICT_COUNTERS, 0)
         s.gen = (s.gen + 1) & p.generation_mask
         s.state = SlotState.STAGED_ADD
         s.place = place
@@ -319,4 +342,13 @@ class EngineModel:
         return self.slots[idx].key
 
 
+    def count(self, direction, verdict, slot=None):
+        """Count one packet of the datapath: globally by direction and verdict, and, when its SA
+        was identified (``slot``, an index), in that slot's counters too."""
+        self._count(contract.VERDICT_COUNTERS[(direction, verdict)])
+        if slot is not None:
+            self.slots[slot].count(verdict)
+
+
 _BY_WORD = {r.addr >> 2: r for r in contract.REGISTERS}
+_RB_COUNTER = {name: verdict for verdict, name in contract.SA_VERDICT_COUNTERS.items()}

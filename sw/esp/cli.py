@@ -26,7 +26,7 @@ import os
 import sys
 import tempfile
 
-from ipchan.hw.contract import Direction, Mode, Verdict, pack_tag
+from ipchan.hw.contract import Direction, Verdict, pack_tag
 
 from .pcap import PcapError, Record, join_link, output_linktype, pcap_bytes, read_pcap, split_link
 from .sas_yaml import SasError, engine_params_for, install_sas, parse_sas, select_sa
@@ -38,9 +38,9 @@ EXIT_USAGE = 2
 PROG = "ipchan esp process"
 
 VERILATOR_MISSING = (
-    "the Verilator engine has no ESP datapath yet (the gateware datapath is still to be "
-    "built), so it cannot process packets; use --backend model to run them through the golden "
-    "model")
+    "the Verilator engine has no ESP datapath yet (the gateware datapath, Engine(esp=...), "
+    "runs in Amaranth's simulator only: tests/esp_hw), so it cannot process packets; use "
+    "--backend model to run them through the golden model")
 
 
 class _UsageError(Exception):
@@ -95,7 +95,6 @@ def _process(args):
     engine = Engine.for_model(engine_params_for(specs))
     records = install_sas(engine, specs, args.sa)
     datapath = EspDatapathModel(engine.transport.model)
-    endpoints_for(datapath, records)
     outputs, tags = process_packets(datapath, records, Direction[args.direction.upper()],
                                     capture)
     linktype = output_linktype(capture.linktype)
@@ -141,13 +140,6 @@ def process_packets(datapath, records, direction, capture):
             "tag": hex(pack_tag(**tag)),
         })
     return outputs, tags
-
-
-def endpoints_for(datapath, records):
-    """Give ``datapath`` the tunnel endpoints of every outbound tunnel-mode SA in ``records``."""
-    for r in records:
-        if r.config.direction == Direction.OUTBOUND and r.config.mode == Mode.TUNNEL:
-            datapath.set_endpoints(r.index, r.generation, r.src, r.dst)
 
 
 def _write_atomically(files):

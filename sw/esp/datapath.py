@@ -33,8 +33,9 @@ Outbound (``outbound(packet, sa_index)``; the host names the SA by slot), checke
    was (IPv4: protocol 50, total length, checksum rewritten, options and TTL kept; IPv6: ESP after
    Hop-by-Hop, Routing and the Destination Options before a Routing header, the last of them
    pointing at 50, payload length rewritten). Tunnel mode carries the whole packet (next header 4
-   or 41) under an outer header from the SA's endpoints, which the host keeps beside the table
-   (:meth:`EspDatapathModel.set_endpoints`): IPv4 outer has IHL 5, TOS = the inner TOS or traffic
+   or 41) under an outer header from the SA's endpoints, which the table holds (``SA_SRC*``,
+   ``SA_DST*``, ``SA_FLAGS.OUTER6``; :class:`~ipchan.sw.driver.SaConfig` ``src``/``dst``): IPv4
+   outer has IHL 5, TOS = the inner TOS or traffic
    class (DSCP and ECN copied, RFC 4301 5.1.2.1 / RFC 6040 normal mode), identification = the low
    16 bits of seq, DF = the inner DF (set for an inner IPv6 packet), TTL 64; IPv6 outer has
    traffic class = the inner TOS or traffic class, flow label 0, hop limit 64.
@@ -80,10 +81,14 @@ was parsed).
 Left to the host, which has the tag for it: checking that a tunnel's inner packet matches the
 SA's selectors (RFC 4301 5.2), RFC 6040 ECN decapsulation, and audit records of drops.
 
-Counters (32 bits, wrapping): :attr:`EspDatapathModel.counters` by (direction, verdict), every
-packet; :meth:`EspDatapathModel.sa_counters` by verdict for the SA in a slot, for every packet
-whose SA was identified (including ``malformed`` after the lookup); they start from zero with each
-new generation of the slot.
+Packets longer than ``EngineParams.max_packet`` (the gateware's packet buffer) are ``malformed``:
+inbound at step 1, outbound at step 2 (the packet, or the packet it would become).
+
+Counters (32 bits, wrapping) live in the engine model, as in the gateware:
+:attr:`EspDatapathModel.counters` by (direction, verdict) (the ``CNT_IN_*`` and ``CNT_OUT_*``
+registers), every packet; :meth:`EspDatapathModel.sa_counters` by verdict for the SA in a slot
+(the slot's ``RB_CNT_*``), for every packet whose SA was identified (including ``malformed`` after
+the lookup); the slot's counters are zeroized with it, so a new generation starts from zero.
 """
 
 import hmac
@@ -95,6 +100,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ipchan.hw import contract
 from ipchan.hw.contract import Algorithm, Direction, KeySize, Mode, SlotState, Verdict
 from ipchan.sw.model import EngineModel
 from ipchan.sw.regs import FIELD
@@ -105,7 +111,7 @@ from .packet import (PROTO_ESP, PROTO_IPV4, PROTO_IPV6, PROTO_NONE, IP_MAX_TOTAL
 
 
 __all__ = ["EspDatapathModel", "Endpoints", "COUNTER_MASK", "ESP_HEADER_LEN", "IV_LEN",
-           "OUTER_TTL"]
+           "OUTER_TTL", "endpoints_of"]
 
 ESP_HEADER_LEN = 8
 IV_LEN = 8
@@ -117,7 +123,7 @@ _VISIBLE = (SlotState.LIVE, SlotState.STAGED_DEL)
 
 @dataclass(frozen=True)
 class Endpoints:
-    """A tunnel-mode SA's outer addresses (the engine's table does not hold them)."""
+    """A tunnel-mode SA's outer addresses."""
     src: object
     dst: object
 
@@ -151,6 +157,14 @@ def _read_sa(slot, index):
     return _Sa(index=index, generation=slot.gen, spi=slot.spi, mode=Mode(f.MODE.get(flags)),
                algorithm=Algorithm(f.ALG.get(flags)), esn=bool(f.ESN.get(flags)),
                window=f.WINDOW.get(flags), key=key_salt[:key_len], salt=key_salt[32:])
+
+
+def endpoints_of(slot):
+    """The :class:`Endpoints` a slot holds (``SA_SRC*``, ``SA_DST*``, ``SA_FLAGS.OUTER6``)."""
+    if FIELD.SA_FLAGS.OUTER6.get(slot.flags):
+        return Endpoints(ipaddress.IPv6Address(slot.src), ipaddress.IPv6Address(slot.dst))
+    return Endpoints(ipaddress.IPv4Address(slot.src & 0xFFFFFFFF),
+                     ipaddress.IPv4Address(slot.dst & 0xFFFFFFFF))
 
 
 def _aad(spi, seq, esn):
@@ -193,38 +207,29 @@ def _trailer_padding(data_len):
 
 
 class EspDatapathModel:
-    """The engine's ESP datapath over the SA table of ``engine_model``.
+    """The engine's ESP datapath over the SA table of ``engine_model``, whose slots hold the SAs
+    (tunnel endpoints included) and whose registers hold the packet counters."""
 
-    ``endpoints`` maps ``(slot index, generation)`` to :class:`Endpoints` for tunnel-mode outbound
-    SAs; keying by generation means a reused slot never picks up a former SA's addresses.
-    """
-
-    def __init__(self, engine_model, endpoints=None):
+    def __init__(self, engine_model):
         if not isinstance(engine_model, EngineModel):
             raise TypeError(f"Engine model must be an EngineModel, not {engine_model!r}")
         self.model = engine_model
-        self.endpoints = {}
-        for (index, generation), ep in (endpoints or {}).items():
-            self.set_endpoints(index, generation, ep.src, ep.dst)
-        #: Packets by (Direction, Verdict), 32 bits wrapping.
-        self.counters = {(d, v): 0 for d in Direction for v in Verdict}
-        self._sa_counters = {}
 
-    # --- Host-side state -----------------------------------------------------------------------
+    # --- Counters (the engine model's) ---------------------------------------------------------
 
-    def set_endpoints(self, index, generation, src, dst):
-        """Record the tunnel endpoints of the SA installed in slot ``index`` at ``generation``."""
-        self._check_index(index)
-        self.endpoints[(index, generation)] = Endpoints(src, dst)
+    @property
+    def counters(self):
+        """Packets by (Direction, Verdict), 32 bits wrapping (0 where no counter exists)."""
+        regs = self.model.counters
+        return {(d, v): regs[contract.VERDICT_COUNTERS[(d, v)]]
+                if (d, v) in contract.VERDICT_COUNTERS else 0
+                for d in Direction for v in Verdict}
 
     def sa_counters(self, index):
         """Packets by :class:`Verdict` for the SA now in slot ``index`` (zero for a new generation)."""
         self._check_index(index)
-        gen = self.model.slots[index].gen
-        saved_gen, counts = self._sa_counters.get(index, (None, None))
-        if saved_gen != gen:
-            return {v: 0 for v in Verdict}
-        return dict(counts)
+        counts = self.model.slots[index].counters
+        return {v: counts.get(v, 0) for v in Verdict}
 
     def _check_index(self, index):
         if not isinstance(index, int) or isinstance(index, bool):
@@ -236,14 +241,7 @@ class EspDatapathModel:
     # --- Bookkeeping ---------------------------------------------------------------------------
 
     def _finish(self, direction, verdict, version, sa=None, seq=0, out=None):
-        key = (direction, verdict)
-        self.counters[key] = (self.counters[key] + 1) & COUNTER_MASK
-        if sa is not None:
-            saved_gen, counts = self._sa_counters.get(sa.index, (None, None))
-            if saved_gen != sa.generation:
-                counts = {v: 0 for v in Verdict}
-                self._sa_counters[sa.index] = (sa.generation, counts)
-            counts[verdict] = (counts[verdict] + 1) & COUNTER_MASK
+        self.model.count(direction, verdict, None if sa is None else sa.index)
         named = sa is not None and verdict not in (Verdict.NO_SA, Verdict.MALFORMED)
         tag = {
             "verdict": verdict,
@@ -264,6 +262,8 @@ class EspDatapathModel:
         packet = bytes(packet)
         done = lambda verdict, **kw: self._finish(Direction.INBOUND, verdict, **kw)
         version = self.model.version
+        if len(packet) > self.model.params.max_packet:
+            return done(Verdict.MALFORMED, version=version)
         try:
             ip = parse_ip(packet, ext="find")
         except PacketError:
@@ -353,12 +353,10 @@ class EspDatapathModel:
             ends = None
             outer_len = len(ip.header) + esp_len - (0 if ip.version == 4 else 40)
         else:
-            ends = self.endpoints.get((sa.index, sa.generation))
-            if ends is None:
-                raise LookupError(f"No tunnel endpoints recorded for the SA in slot {sa.index} "
-                                  f"(generation {sa.generation}); call set_endpoints first")
+            ends = endpoints_of(slot)
             outer_len = esp_len + (20 if ends.src.version == 4 else 0)
-        if outer_len > IP_MAX_TOTAL:
+        out_bytes = outer_len + (0 if (ends.src.version if ends else ip.version) == 4 else 40)
+        if outer_len > IP_MAX_TOTAL or max(len(packet), out_bytes) > self.model.params.max_packet:
             return done(Verdict.MALFORMED, version=version, sa=sa)
 
         limit = (1 << 64) - 1 if sa.esn else (1 << 32) - 1

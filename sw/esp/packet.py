@@ -29,6 +29,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
+from ipchan.hw import contract
+
 
 __all__ = [
     "PacketError", "IpHeader", "parse_ip", "ipv4_checksum", "build_ipv4", "build_ipv6",
@@ -47,10 +49,10 @@ PROTO_NONE = 59
 PROTO_DSTOPTS = 60
 
 #: At most this many IPv6 extension headers before ESP (inbound) or before the split point
-#: (outbound transport); a bound the gateware's header parser can be built for.
-IPV6_MAX_EXT_HEADERS = 4
+#: (outbound transport): the gateware's header parser is built for this bound (the contract's).
+IPV6_MAX_EXT_HEADERS = contract.IPV6_MAX_EXT_HEADERS
 #: Largest IPv4 total length and IPv6 payload length (no jumbograms).
-IP_MAX_TOTAL = 0xFFFF
+IP_MAX_TOTAL = contract.IP_MAX_PACKET
 
 _SKIPPABLE = (PROTO_HOPOPT, PROTO_ROUTING, PROTO_DSTOPTS)
 

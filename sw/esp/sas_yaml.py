@@ -247,7 +247,7 @@ def _parse_sa(where, i, item):
         selectors = _selectors(where, field("selectors"), item["selectors"])
 
     config = SaConfig(spi=spi, direction=direction, mode=mode, algorithm=algorithm, key=key,
-                      esn=esn, seq=seq, replay_window=window)
+                      esn=esn, seq=seq, replay_window=window, src=src, dst=dst)
     return SaSpec(position=i, config=config, src=src, dst=dst, selectors=selectors)
 
 

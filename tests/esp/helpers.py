@@ -73,12 +73,12 @@ class Rig:
     def add(self, *, spi=0x1000, direction="inbound", mode="transport", algorithm="aes-gcm-16",
             key=None, esn=False, seq=0, replay_window=64, endpoints=None, commit=True):
         key = key if key is not None else os.urandom(36)
+        src, dst = endpoints if endpoints is not None else (None, None)
         cfg = SaConfig(spi=spi, direction=direction, mode=mode, algorithm=algorithm, key=key,
                        esn=esn, seq=seq,
-                       replay_window=replay_window if direction == "inbound" else 0)
+                       replay_window=replay_window if direction == "inbound" else 0,
+                       src=src, dst=dst)
         ref = self.engine.install(cfg)
-        if endpoints is not None:
-            self.dp.set_endpoints(ref.index, ref.generation, *endpoints)
         if commit:
             self.engine.commit()
         return ref, key

@@ -15,6 +15,7 @@ from scapy.packet import Raw
 from ipchan.hw.contract import (TAG_FIELDS, Algorithm, Direction, EngineParams, Verdict,
                                 pack_tag, unpack_tag)
 from ipchan.sw.esp.datapath import EspDatapathModel
+from ipchan.sw.driver import SaConfig
 from ipchan.sw.esp.packet import build_ipv4, build_ipv6, ipv4_checksum
 
 from .helpers import Rig, scapy_encrypt, scapy_sa
@@ -283,14 +284,33 @@ def test_outbound_malformed_and_limits():
     assert rig.dp.outbound(too_big, tr.index)[1]["verdict"] == Verdict.MALFORMED
 
 
-def test_outbound_tunnel_needs_endpoints():
+def test_outbound_tunnel_endpoints_checked():
+    """Without endpoints the slot holds zeros, and the outer header says so."""
     rig = Rig()
     ref, _ = rig.add(spi=SPI, direction="outbound", mode="tunnel")
-    with pytest.raises(LookupError, match=f"No tunnel endpoints recorded for the SA in slot "
-                                          f"{ref.index} \\(generation 1\\)"):
-        rig.dp.outbound(V4, ref.index)
-    with pytest.raises(ValueError, match="one address family"):
-        rig.dp.set_endpoints(ref.index, 1, "192.0.2.1", "2001:db8::1")
+    out, tag = rig.dp.outbound(V4, ref.index)
+    assert tag["verdict"] == Verdict.OK and out[12:20] == bytes(8)
+    with pytest.raises(ValueError, match="one address family, not 192.0.2.1 and 2001:db8::1"):
+        rig.add(spi=SPI, direction="outbound", mode="tunnel",
+                endpoints=("192.0.2.1", "2001:db8::1"))
+    with pytest.raises(ValueError, match="Tunnel endpoints come in pairs"):
+        SaConfig(spi=SPI, direction="inbound", mode="tunnel", algorithm="aes-gmac",
+                 key=bytes(20), src="192.0.2.1")
+
+
+def test_tunnel_endpoints_live_in_the_slot():
+    """The outer header comes from the slot (SA_SRC*/SA_DST*), read back by READ_ENTRY, and a
+    released slot forgets them."""
+    rig = Rig()
+    ref, _ = rig.add(spi=SPI, direction="outbound", mode="tunnel",
+                     endpoints=("2001:db8::1", "2001:db8::2"))
+    info = rig.engine.read_entry(ref.index)
+    assert (str(info.src), str(info.dst)) == ("2001:db8::1", "2001:db8::2")
+    out, tag = rig.dp.outbound(V4, ref.index)
+    assert tag["verdict"] == Verdict.OK and out[0] >> 4 == 6 and out[8:24] == info.src.packed
+    rig.engine.delete(ref.index)
+    rig.engine.commit()
+    assert (rig.model.slots[ref.index].src, rig.model.slots[ref.index].dst) == (0, 0)
 
 
 def test_counters_by_direction_and_verdict():
