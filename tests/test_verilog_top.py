@@ -1,0 +1,64 @@
+"""The Verilog top level: AXI4-Lite and, with the ESP datapath, AXI4-Stream ports named as
+cocotbext-axi's buses expect, with widths from the contract's layouts."""
+
+import re
+
+import pytest
+
+from ipchan.hw import contract
+from ipchan.hw.esp.layouts import BEAT_BYTES, TagBeat, TagLayout
+from ipchan.hw.verilog import TOP_NAME, EngineTop, engine_verilog
+
+
+def _top_ports(text):
+    body = text[text.index(f"module {TOP_NAME}("):]
+    body = body[:body.index("endmodule")]
+    ports = {}
+    for direction, width, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);",
+                                             body, re.M):
+        ports[name] = (direction, int(width) + 1 if width else 1)
+    return ports
+
+
+def test_top_without_esp_has_only_the_control_port():
+    ports = _top_ports(engine_verilog(contract.EngineParams(n_entries=4)))
+    assert not [p for p in ports if "axis" in p]
+    assert ports["s_axil_awaddr"] == ("input", contract.ADDR_WIDTH)
+    assert ports["s_axil_rdata"] == ("output", 32)
+
+
+@pytest.fixture(scope="module")
+def esp_ports():
+    return _top_ports(engine_verilog(contract.EngineParams(n_entries=4), esp="compact"))
+
+
+@pytest.mark.parametrize("port,direction", [("s_axis_in", "input"), ("s_axis_out", "input"),
+                                            ("m_axis_in_data", "output"),
+                                            ("m_axis_out_data", "output")])
+def test_packet_ports_are_axi4_stream(esp_ports, port, direction):
+    other = "output" if direction == "input" else "input"
+    assert esp_ports[f"{port}_tdata"] == (direction, 8 * BEAT_BYTES)
+    assert esp_ports[f"{port}_tkeep"] == (direction, BEAT_BYTES)
+    assert esp_ports[f"{port}_tlast"] == (direction, 1)
+    assert esp_ports[f"{port}_tvalid"] == (direction, 1)
+    assert esp_ports[f"{port}_tready"] == (other, 1)
+    if port.startswith("m_"):
+        assert esp_ports[f"{port}_tuser"] == (direction, TagLayout.size)
+        assert TagLayout.size == contract.tag_width()
+    elif port == "s_axis_out":
+        assert esp_ports[f"{port}_tuser"] == (direction, 16)   # the SA's slot
+    else:
+        assert f"{port}_tuser" not in esp_ports
+
+
+@pytest.mark.parametrize("port", ["m_axis_in_tag", "m_axis_out_tag"])
+def test_tag_ports_carry_one_tag_beat(esp_ports, port):
+    assert esp_ports[f"{port}_tdata"] == ("output", TagBeat.size)
+    assert TagBeat.size == contract.tag_width() + 1            # the tag, then handed_up
+    assert esp_ports[f"{port}_tready"] == ("input", 1)
+    assert f"{port}_tkeep" not in esp_ports and f"{port}_tlast" not in esp_ports
+
+
+def test_top_refuses_an_unknown_profile():
+    with pytest.raises(ValueError, match=r"ESP datapath must be None, 'compact' or 'fast', not 'tiny'"):
+        EngineTop(contract.EngineParams(n_entries=4), esp="tiny")
