@@ -51,7 +51,9 @@ class EngineTop(Elaboratable):
     """:class:`~ipchan.hw.engine.Engine` with flat ports for a Verilog top level."""
 
     def __init__(self, params=contract.EngineParams(), *, esp=None):
+        self._MustUse__silence = True      # a top whose engine was refused is not an unused one
         self.engine = Engine(params, esp=esp)
+        self._MustUse__silence = False
         self.clk = Signal(name="clk")
         self.rst = Signal(name="rst")
         self.axil = {}
