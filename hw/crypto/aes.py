@@ -12,21 +12,22 @@ Byte order: byte ``k`` of a block or key (``k = 0`` first, as FIPS-197 numbers t
 
 S-boxes are :class:`amaranth.lib.memory.Memory` with synchronous read ports, two ports per memory so
 that one ECP5 DP16KD serves two lookups (the iCE40's one-read-port EBR is simply duplicated by
-Yosys). The read port's output register *is* the round register: a round is one clock, whose path
-is S-box output -> ShiftRows/MixColumns -> AddRoundKey -> next S-box address.
+Yosys).
 
 Two implementations share the round and key-step logic:
 
 * :class:`AESIterative` (*compact*): one round unit used ``Nr`` times, 16 + 4 S-box lookups,
   ``Nr`` clocks per block (10 for AES-128, 14 for AES-256) with the next block accepted in the clock
-  the previous one finishes.
-* :class:`AESPipelined` (*fast*): 14 unrolled round units, one block per clock
-  (an AES-128 result leaves round 10 and is delayed 4 clocks so blocks of either
-  key size stay in order). Latency 14 clocks for both key sizes.
+  the previous one finishes. The read port's output register *is* the round register: a round is
+  one clock, S-box output -> ShiftRows/MixColumns -> AddRoundKey -> next S-box address.
+* :class:`AESPipelined` (*fast*): 14 unrolled round units, one block per clock, each round split
+  into two clocks by default (an AES-128 result leaves round 10 and is delayed so blocks of either
+  key size stay in order), free-running, with an output FIFO and credits for backpressure.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -159,42 +160,63 @@ class AESIterative(wiring.Component):
         busy = Signal()
         rnd = Signal(4)
         key256 = Signal()
-        p1 = Signal(128)    # round key r-1
-        p2 = Signal(128)    # round key r-2
-        khi = Signal(128)   # second half of an AES-256 key: round key 1
+        # The two previous round keys. A block starts with p2 = the key's first half (round key 0)
+        # and p1 = its second half, which *is* round key 1 of AES-256: so the second half needs no
+        # register of its own, and AES-256's round 1 takes p1 as its round key and shifts nothing.
+        # The key step always builds on p2: AES-128 moves each new round key into both.
+        p1 = Signal(128)
+        p2 = Signal(128)
+        # Per-round controls, registered (decoded from the *next* round number one clock early)
+        # so that no decoder of ``rnd`` sits in front of the 128-bit selects they drive.
+        last = Signal()        # this is the last round
+        hold = Signal()        # AES-256 round 1: the round key is p1, the keys do not shift
+        rot = Signal()         # RotWord before SubWord (all but AES-256's odd rounds)
+        rcon = Signal(8)
 
-        last_round = busy & (rnd == Mux(key256, 14, 10))
-        out_free = ~self.o.valid | self.o.ready
-        finishing = last_round & out_free
-        stall = last_round & ~out_free
+        last_round = busy & last
+        # The last round finishes only into an empty output register, never into one that is
+        # being read in the same clock: so nothing here depends on ``o.ready`` combinationally,
+        # and the consumer's handshake logic does not reach the S-box addresses (on the iCE40
+        # that chain was the critical path). It costs a clock only when the consumer is slower
+        # than the AES core anyway.
+        finishing = last_round & ~self.o.valid
+        stall = last_round & self.o.valid
         m.d.comb += self.i.ready.eq(~busy | finishing)
         accept = self.i.valid & self.i.ready
+        advance = busy & ~last
+
+        # The controls of the next round (FIPS-197 5.2): AES-128 rotates every round with
+        # Rcon[r]; AES-256 alternates rotate+Rcon[r/2] (even r) and a bare SubWord (odd r).
+        next_rnd = Mux(accept, 1, rnd + 1)
+        next_256 = Mux(accept, self.i.payload.key256, key256)
+        next_rcon = Signal(8)
+        with m.Switch(Cat(next_rnd[:4], next_256)):
+            for r in range(1, 15):
+                if r <= 10:
+                    with m.Case(r):
+                        m.d.comb += next_rcon.eq(RCON[r])
+                if r % 2 == 0:
+                    with m.Case(r | 16):
+                        m.d.comb += next_rcon.eq(RCON[r // 2])
+        with m.If(accept | advance):
+            m.d.sync += [
+                rnd.eq(next_rnd), key256.eq(next_256), rcon.eq(next_rcon),
+                last.eq(next_rnd == Mux(next_256, 14, 10)),
+                hold.eq(next_256 & (next_rnd == 1)),
+                rot.eq(~next_256 | ~next_rnd[0]),
+            ]
 
         state_addr = Signal(128)
         key_addr = Signal(32)
         sb = _sub_state(m, "sbox", state_addr, ~stall)
         ksb = _sub_word(m, "kbox", key_addr, ~stall)
 
-        # The round constant and RotWord depend on the round and the key size (FIPS-197 5.2):
-        # AES-128 rotates every round with Rcon[r]; AES-256 alternates rotate+Rcon[r/2] (even r)
-        # and a bare SubWord (odd r).
-        rcon = Signal(8)
-        with m.Switch(Cat(rnd, key256)):
-            for r in range(1, 15):
-                if r <= 10:
-                    with m.Case(r):
-                        m.d.comb += rcon.eq(RCON[r])
-                if r % 2 == 0:
-                    with m.Case(r | 16):
-                        m.d.comb += rcon.eq(RCON[r // 2])
-        rot = ~key256 | ~rnd[0]
         t = wire(m, Mux(rot, _rot_word(ksb), ksb) ^ rcon, "t")
-        base = wire(m, Mux(key256, p2, p1), "base")
-        rk = wire(m, Mux(key256 & (rnd == 1), khi, key_step(base, t)), "rk")
+        rk = wire(m, Mux(hold, p1, key_step(p2, t)), "rk")
 
         shifted = wire(m, shift_rows(sb), "shifted")
         mixed = wire(m, mix_columns(shifted), "mixed")
-        s_next = wire(m, Mux(last_round, shifted, mixed) ^ rk, "s_next")
+        s_next = wire(m, Mux(last, shifted, mixed) ^ rk, "s_next")
 
         with m.If(accept):
             m.d.comb += [
@@ -209,58 +231,91 @@ class AESIterative(wiring.Component):
 
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(busy & ~last_round):
-            m.d.sync += [p2.eq(p1), p1.eq(rk), rnd.eq(rnd + 1)]
+        # Not gated by ``busy``: between blocks the keys may shift garbage, the next block
+        # reloads them; fewer inputs to this 256-bit clock enable (on the iCE40's critical path).
+        with m.If(~(last | hold)):
+            m.d.sync += [p2.eq(Mux(key256, p1, rk)), p1.eq(rk)]
         with m.If(finishing):
             m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(s_next), busy.eq(0)]
         with m.If(accept):
             m.d.sync += [
-                busy.eq(1), rnd.eq(1), key256.eq(req.key256),
-                p1.eq(req.key[0:128]), khi.eq(req.key[128:256]),
+                busy.eq(1), p2.eq(req.key[0:128]), p1.eq(req.key[128:256]),
             ]
         return m
 
 
 class AESPipelined(wiring.Component):
-    """Fast AES: 14 unrolled rounds, one block per clock, a global clock enable for backpressure.
+    """Fast AES: 14 unrolled rounds, one block per clock.
+
+    With ``split_rounds`` (the default) each round takes two clocks: a register right after the
+    S-box block RAM, then ShiftRows/MixColumns/AddRoundKey into the next round's S-box address.
+    An ECP5 DP16KD used without its output register has about 5.8 ns clock-to-out, so a one-clock
+    round (block RAM -> three LUT levels -> block RAM) stops at about 105 MHz; split, it measured
+    143 MHz for one round.
+
+    Backpressure: the pipeline never stalls (no clock enable on its ~11,000 flip-flops and 140
+    block RAMs, whose fan-out alone would cost the clock). Results enter a
+    :data:`OUTPUT_FIFO_DEPTH`-deep FIFO and ``i.ready`` counts credits: a block is accepted only
+    while fewer than that many are in the pipeline, the FIFO and the output register together, so
+    a stalled consumer never loses one. ``i.ready`` does not depend on ``o.ready`` in the same
+    clock. Latency :attr:`LATENCY`: 28 clocks of rounds (14 unsplit) and 2 of FIFO.
 
     Members as :class:`AESIterative`.
     """
 
-    LATENCY = {128: 14, 256: 14}
+    #: Depth of the output FIFO, and the number of blocks in flight at most (>= the latency, so
+    #: an always-ready consumer sees one block per clock).
+    OUTPUT_FIFO_DEPTH = 32
 
-    def __init__(self):
+    def __init__(self, split_rounds=True):
+        if not isinstance(split_rounds, bool):
+            self._MustUse__silence = True
+            raise TypeError(f"split_rounds must be a bool, not {split_rounds!r}")
+        self.split_rounds = split_rounds
+        latency = (28 if split_rounds else 14) + 2
+        self.LATENCY = {128: latency, 256: latency}
         super().__init__(_aes_signature())
 
     def elaborate(self, platform):
         m = Module()
         req = self.i.payload
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        en = Const(1)   # free-running: see the class docstring
+        depth = self.OUTPUT_FIFO_DEPTH
+        in_flight = Signal(range(depth + 1))
+        m.d.comb += self.i.ready.eq(in_flight != depth)
+        m.d.sync += in_flight.eq(in_flight + (self.i.valid & self.i.ready)
+                                 - (self.o.valid & self.o.ready))
+
+        def stage_reg(value, name):
+            reg = Signal(len(value), name=name)
+            with m.If(en):
+                m.d.sync += reg.eq(value)
+            return reg
 
         # Stage 0: AddRoundKey with the cipher key, lookups for round 1.
         state = req.block ^ req.key[0:128]
         kword = _word(req.key, 3)
-        valid, key256 = self.i.valid, req.key256
+        # Only an accepted request enters: the pipeline runs on while ``i.ready`` is low.
+        valid, key256 = self.i.valid & self.i.ready, req.key256
         p1, p2 = req.key[0:128], Const(0, 128)
         khi = req.key[128:256]
         res128 = None
         for r in range(1, 15):
             sb = _sub_state(m, f"r{r}_sbox", state, en)
             ksb = _sub_word(m, f"r{r}_kbox", kword, en)
-
-            def stage_reg(value, name, r=r):
-                reg = Signal(len(value), name=f"r{r}_{name}")
-                with m.If(en):
-                    m.d.sync += reg.eq(value)
-                return reg
-
-            valid, key256 = stage_reg(valid, "valid"), stage_reg(key256, "key256")
-            p1, p2 = stage_reg(p1, "p1"), stage_reg(p2, "p2")
-            if r == 1:
-                khi = stage_reg(khi, "khi")
-            if res128 is not None:
-                res128 = stage_reg(res128, "res128")
+            # What travels beside the block RAM's own register, once per clock of the round.
+            travel = ["valid", "key256", "p1", "p2"] + (["khi"] if r == 1 else []) + (
+                ["res128"] if res128 is not None else [])
+            carried = {"valid": valid, "key256": key256, "p1": p1, "p2": p2, "khi": khi,
+                       "res128": res128}
+            for step in range(2 if self.split_rounds else 1):
+                for name in travel:
+                    carried[name] = stage_reg(carried[name], f"r{r}_{name}_{step}")
+            if self.split_rounds:
+                sb = stage_reg(sb, f"r{r}_sb")
+                ksb = stage_reg(ksb, f"r{r}_ksb")
+            valid, key256, p1, p2, khi, res128 = (carried[k] for k in (
+                "valid", "key256", "p1", "p2", "khi", "res128"))
 
             if r % 2 == 0:
                 rk256 = key_step(p2, _rot_word(ksb) ^ RCON[r // 2])
@@ -284,8 +339,13 @@ class AESPipelined(wiring.Component):
             else:
                 result = wire(m, Mux(key256, shifted ^ rk, res128), "result")
 
-        with m.If(en):
-            m.d.sync += [self.o.valid.eq(valid), self.o.payload.eq(result)]
+        m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=128, depth=depth)
+        m.d.comb += [fifo.w_en.eq(valid), fifo.w_data.eq(result)]
+        # A register after the FIFO: its memory's read data would otherwise reach the GCM
+        # datapath straight from a block RAM's slow clock-to-out.
+        with m.If(~self.o.valid | self.o.ready):
+            m.d.comb += fifo.r_en.eq(1)
+            m.d.sync += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data)]
         return m
 
 

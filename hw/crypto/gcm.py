@@ -53,17 +53,19 @@ then, as the stream rules require anyway. With ``cache_h`` (default for the fast
 the previous key and skips ``E(K, 0)`` when the key is unchanged, since ``H`` depends only on the
 key. The consumer hands ``H`` to GHASH, XORs the key stream into the text, feeds GHASH with the
 AAD, the ciphertext and the length block, and forms the tag from GHASH's result, ``E(K, J0)`` and
-(decrypting) the received tag beat in the same clock, so none of them is stored. The AES and GHASH cores come from the profile
+(decrypting) the received tag beat while all three wait on their streams (two clocks: the 128-bit
+comparison is registered half-way), so none of them is stored. The AES and GHASH cores come from
+the profile
 (:func:`ipchan.hw.crypto.aes.make_aes`, :func:`ipchan.hw.crypto.ghash.make_ghash`).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .aes import make_aes, wire
-from .ghash import REMAINING_WIDTH, make_ghash
+from .ghash import GHASHSerial, REMAINING_WIDTH, make_ghash
 
 
 __all__ = ["GCMCommand", "GCMOutput", "GCMResult", "GCMCore", "LEN_WIDTH", "PROFILES"]
@@ -110,11 +112,6 @@ def _byteswap(value):
     return Cat(*(value[8 * k:8 * k + 8] for k in reversed(range(len(value) // 8))))
 
 
-def _byte_mask(count):
-    """128-bit mask of the first ``count`` bytes (``count`` 0 .. 16)."""
-    return Cat(*((k < count).replicate(8) for k in range(16)))
-
-
 def _blocks(length):
     return (length + 15) >> 4
 
@@ -149,7 +146,17 @@ class GCMCore(wiring.Component):
         m = Module()
         m.submodules.aes = aes = make_aes(self.profile)
         m.submodules.ghash = ghash = make_ghash(self.profile)
-        m.submodules.descriptors = fifo = SyncFIFOBuffered(width=_Descriptor.size, depth=2)
+        if self.profile == "compact":
+            # The issuer runs at most one message ahead of the consumer: the compact AES core
+            # holds one block, so a message's last request (E(K, J0)) is only accepted once the
+            # consumer has taken all but the last of its text blocks, i.e. after it read the
+            # message's descriptor.
+            fifo = SyncFIFO(width=_Descriptor.size, depth=1)
+        else:
+            # The fast AES core holds about thirty blocks: the issuer may finish several short
+            # messages while the consumer is still in the one before.
+            fifo = SyncFIFOBuffered(width=_Descriptor.size, depth=4)
+        m.submodules.descriptors = fifo
         self._issuer(m, aes, fifo)
         self._consumer(m, aes, ghash, fifo)
         return m
@@ -158,7 +165,8 @@ class GCMCore(wiring.Component):
         # The command stays valid and stable (the stream rule) until it is accepted, which happens
         # with its last AES request; so the key and nonce need no copy here.
         cmd = self.cmd.payload
-        counter = Signal(32)
+        # inc32 of J0 never carries past bit 12: a 65535-byte text has 4096 blocks, counters 2..4097.
+        counter = Signal(LEN_WIDTH - 3)
         blocks_left = Signal(LEN_WIDTH - 3)
 
         if self.cache_h:
@@ -203,7 +211,8 @@ class GCMCore(wiring.Component):
             with m.State("COUNTER"):
                 # inc32(J0), inc32^2(J0), ... for the text.
                 m.d.comb += [aes.i.valid.eq(1),
-                             aes.i.payload.block.eq(Cat(cmd.nonce, _byteswap(counter)))]
+                             aes.i.payload.block.eq(
+                                 Cat(cmd.nonce, _byteswap(Cat(counter, Const(0, 32 - len(counter))))))]
                 with m.If(aes.i.ready):
                     m.d.sync += [counter.eq(counter + 1), blocks_left.eq(blocks_left - 1)]
                     with m.If(blocks_left == 1):
@@ -218,37 +227,99 @@ class GCMCore(wiring.Component):
 
     def _consumer(self, m, aes, ghash, fifo):
         desc = Signal(_Descriptor)
-        aad_left = Signal(LEN_WIDTH)     # bytes of AAD still to come
-        text_left = Signal(LEN_WIDTH)
-        hash_left = Signal(LEN_WIDTH - 2)  # GHASH blocks still to come, including the lengths
+        # Bytes still to come of the current part (AAD, then text): one counter serves both.
+        left = Signal(LEN_WIDTH)
+        in_aad, in_text, in_lengths = Signal(), Signal(), Signal()
 
-        m.d.comb += ghash.i.payload.remaining.eq(
-            Mux(hash_left >= (1 << REMAINING_WIDTH) - 1, (1 << REMAINING_WIDTH) - 1, hash_left))
+        # Masks and byte counts by decoding, not comparing: Yosys turns every `<` into a carry
+        # chain, which on the iCE40 is a logic cell per bit.
+        full = wire(m, left[4:].any(), "full")                     # 16 or more bytes left
+        # "At most 16 bytes left", kept in a register beside ``left`` (it drives the FSM's
+        # transitions, where the 16-bit comparison set the iCE40's clock).
+        last_beat = Signal()
+
+        def at_most(value, limit_log2):
+            # value <= 2**limit_log2, without a carry chain.
+            return (value[limit_log2 + 1:] == 0) & ~(value[limit_log2] & value[:limit_log2].any())
+
+        def load_left(value):
+            m.d.sync += [left.eq(value), last_beat.eq(at_most(value, 4))]
+
+        part_mask = Signal(16)                                     # valid bytes of the beat
+        with m.Switch(left[:4]):
+            for k in range(16):
+                with m.Case(k):
+                    m.d.comb += part_mask.eq((1 << k) - 1)
+        in_data = in_aad | in_text
+        byte_ok = wire(m, Mux(full, 0xFFFF, part_mask) & in_data.replicate(16), "byte_ok")
+        bit_ok = Cat(*(byte_ok[k].replicate(8) for k in range(16)))
+        part_bytes = Mux(full, 16, left[:4])
+
+        # One expression per bit for the output and one for GHASH's input (each a LUT4 of the
+        # input bit, the key stream bit, a select and the byte's mask):
+        # AAD passes through; text is XORed with the key stream; GHASH gets the ciphertext,
+        # which is the output when encrypting and the input when decrypting.
+        stream_o = wire(m, aes.o.payload & in_text.replicate(128), "stream_o")
+        stream_h = wire(m, aes.o.payload & (in_text & ~desc.decrypt).replicate(128), "stream_h")
+        data_out = wire(m, (self.i.payload ^ stream_o) & bit_ok, "data_out")
         lengths = Cat(_byteswap(Cat(Const(0, 3), desc.aad_len, Const(0, 64 - 3 - LEN_WIDTH))),
                       _byteswap(Cat(Const(0, 3), desc.text_len, Const(0, 64 - 3 - LEN_WIDTH))))
+        hash_in = wire(m, ((self.i.payload ^ stream_h) & bit_ok)
+                       | (lengths & in_lengths.replicate(128)), "hash_in")
+        m.d.comb += [
+            self.o.payload.data.eq(data_out),
+            self.o.payload.bytes.eq(part_bytes),
+            self.o.payload.aad.eq(in_aad),
+            self.o.payload.last.eq(last_beat & (in_text | (desc.text_len == 0))),
+            ghash.i.payload.block.eq(hash_in),
+        ]
+        if isinstance(ghash, GHASHSerial):
+            # The digit-serial GHASH only needs to know the last block: the lengths block.
+            m.d.comb += ghash.i.payload.remaining.eq(Mux(in_lengths, 1, 2))
+        else:
+            hash_left = Signal(LEN_WIDTH - 2)  # GHASH blocks still to come, with the lengths
+            top = (1 << REMAINING_WIDTH) - 1
+            m.d.comb += ghash.i.payload.remaining.eq(Mux(hash_left >= top, top, hash_left))
+            with m.If(ghash.i.valid & ghash.i.ready):
+                m.d.sync += hash_left.eq(hash_left - 1)
 
-        aad_bytes = wire(m, Mux(aad_left >= 16, 16, aad_left), "aad_bytes")
-        text_bytes = wire(m, Mux(text_left >= 16, 16, text_left), "text_bytes")
-        aad_data = wire(m, self.i.payload & _byte_mask(aad_bytes), "aad_data")
-        text_in = wire(m, self.i.payload & _byte_mask(text_bytes), "text_in")
-        text_out = wire(m, (self.i.payload ^ aes.o.payload) & _byte_mask(text_bytes), "text_out")
-
-        # The result joins three streams in one clock: GHASH's Y, E(K, J0) from the AES core and,
-        # when decrypting, the received tag on ``i``; none of them is stored.
-        tag_ok = (desc.tag_bytes >= 1) & (desc.tag_bytes <= 16)
-        tag_mask = _byte_mask(Mux(tag_ok, desc.tag_bytes, 16))
+        # The result joins three streams: GHASH's Y, E(K, J0) from the AES core and, when
+        # decrypting, the received tag on ``i``; none of them is stored. The tag's byte mask is decoded when the descriptor is read, into registers: decoded
+        # here, it was the start of the iCE40's critical path (decode -> 128 XORs -> OR tree).
+        tag_mask_bytes = Signal(16)
+        tag_ok = Signal()
+        next_mask_bytes = Signal(16)
+        next_tag_ok = Signal()
+        with m.Switch(_Descriptor(fifo.r_data).tag_bytes):
+            for k in range(1, 17):
+                with m.Case(k):
+                    m.d.comb += [next_mask_bytes.eq((1 << k) - 1), next_tag_ok.eq(1)]
+            with m.Default():
+                m.d.comb += next_mask_bytes.eq(0xFFFF)
+        with m.If(fifo.r_en & fifo.r_rdy):
+            m.d.sync += [tag_mask_bytes.eq(next_mask_bytes), tag_ok.eq(next_tag_ok)]
+        tag_mask = Cat(*(tag_mask_bytes[k].replicate(8) for k in range(16)))
         tag = wire(m, (ghash.o.payload ^ aes.o.payload) & tag_mask, "tag")
+        differs = wire(m, (tag ^ self.i.payload) & tag_mask, "differs")
+        # The 128-bit comparison takes two clocks (RESULT, then VERDICT): the first ORs it into
+        # eight 16-bit groups, registered; the three inputs stay valid meanwhile (nothing is
+        # consumed before VERDICT). In one clock it was the iCE40's critical path.
+        differs_groups = Signal(8)
         m.d.comb += [
             self.r.payload.tag.eq(tag),
-            self.r.payload.match.eq(desc.decrypt & tag_ok & (tag == (self.i.payload & tag_mask))),
+            self.r.payload.match.eq(desc.decrypt & tag_ok & ~differs_groups.any()),
             self.r.payload.error.eq(~tag_ok),
         ]
 
         def after_aad():
+            load_left(desc.text_len)
             with m.If(desc.text_len != 0):
                 m.next = "TEXT"
             with m.Else():
                 m.next = "LENGTHS"
+
+        def consumed_beat():
+            m.d.sync += [left.eq(Cat(left[:4], left[4:] - 1)), last_beat.eq(at_most(left, 5))]
 
         with m.FSM(name="consumer"):
             with m.State("START"):
@@ -256,10 +327,13 @@ class GCMCore(wiring.Component):
                 with m.If(fifo.r_rdy):
                     new = Signal(_Descriptor)
                     m.d.comb += new.eq(fifo.r_data)
-                    m.d.sync += [
-                        desc.eq(new), aad_left.eq(new.aad_len), text_left.eq(new.text_len),
-                        hash_left.eq(_blocks(new.aad_len) + _blocks(new.text_len) + 1),
-                    ]
+                    m.d.sync += desc.eq(new)
+                    if not isinstance(ghash, GHASHSerial):
+                        m.d.sync += hash_left.eq(_blocks(new.aad_len) + _blocks(new.text_len) + 1)
+                    with m.If(new.aad_len != 0):
+                        load_left(new.aad_len)
+                    with m.Else():
+                        load_left(new.text_len)
                     with m.If(new.new_h):
                         m.next = "HASH_KEY"
                     with m.Elif(new.aad_len != 0):
@@ -274,49 +348,50 @@ class GCMCore(wiring.Component):
                 with m.If(aes.o.valid & ghash.h.ready):
                     with m.If(desc.aad_len != 0):
                         m.next = "AAD"
+                    with m.Elif(desc.text_len != 0):
+                        m.next = "TEXT"
                     with m.Else():
-                        after_aad()
+                        m.next = "LENGTHS"
             with m.State("AAD"):
                 m.d.comb += [
-                    self.o.payload.data.eq(aad_data), self.o.payload.bytes.eq(aad_bytes),
-                    self.o.payload.aad.eq(1),
-                    self.o.payload.last.eq((aad_left <= 16) & (desc.text_len == 0)),
-                    ghash.i.payload.block.eq(aad_data),
+                    in_aad.eq(1),
                     self.o.valid.eq(self.i.valid & ghash.i.ready),
                     ghash.i.valid.eq(self.i.valid & self.o.ready),
                     self.i.ready.eq(self.o.ready & ghash.i.ready),
                 ]
                 with m.If(self.i.valid & self.o.ready & ghash.i.ready):
-                    m.d.sync += [aad_left.eq(Mux(aad_left >= 16, aad_left - 16, 0)),
-                                 hash_left.eq(hash_left - 1)]
-                    with m.If(aad_left <= 16):
+                    consumed_beat()
+                    with m.If(last_beat):
                         after_aad()
             with m.State("TEXT"):
                 m.d.comb += [
-                    self.o.payload.data.eq(text_out), self.o.payload.bytes.eq(text_bytes),
-                    self.o.payload.last.eq(text_left <= 16),
-                    ghash.i.payload.block.eq(Mux(desc.decrypt, text_in, text_out)),
+                    in_text.eq(1),
                     self.o.valid.eq(self.i.valid & aes.o.valid & ghash.i.ready),
                     ghash.i.valid.eq(self.i.valid & aes.o.valid & self.o.ready),
                     self.i.ready.eq(aes.o.valid & self.o.ready & ghash.i.ready),
                     aes.o.ready.eq(self.i.valid & self.o.ready & ghash.i.ready),
                 ]
                 with m.If(self.i.valid & aes.o.valid & self.o.ready & ghash.i.ready):
-                    m.d.sync += [text_left.eq(Mux(text_left >= 16, text_left - 16, 0)),
-                                 hash_left.eq(hash_left - 1)]
-                    with m.If(text_left <= 16):
+                    consumed_beat()
+                    with m.If(last_beat):
                         m.next = "LENGTHS"
             with m.State("LENGTHS"):
-                m.d.comb += [ghash.i.valid.eq(1), ghash.i.payload.block.eq(lengths)]
+                m.d.comb += [in_lengths.eq(1), ghash.i.valid.eq(1)]
                 with m.If(ghash.i.ready):
                     m.next = "RESULT"
             with m.State("RESULT"):
-                tag_in = desc.decrypt
+                # Wait for Y, E(K, J0) and (decrypting) the received tag; consume nothing yet.
+                m.d.sync += differs_groups.eq(Cat(*(differs[16 * k:16 * k + 16].any()
+                                                    for k in range(8))))
+                with m.If(ghash.o.valid & aes.o.valid & (self.i.valid | ~desc.decrypt)):
+                    m.next = "VERDICT"
+            with m.State("VERDICT"):
+                # All three are still valid (a valid stream stays valid until it is taken).
                 m.d.comb += [
-                    self.r.valid.eq(ghash.o.valid & aes.o.valid & (self.i.valid | ~tag_in)),
-                    ghash.o.ready.eq(self.r.ready & aes.o.valid & (self.i.valid | ~tag_in)),
-                    aes.o.ready.eq(self.r.ready & ghash.o.valid & (self.i.valid | ~tag_in)),
-                    self.i.ready.eq(tag_in & self.r.ready & ghash.o.valid & aes.o.valid),
+                    self.r.valid.eq(1),
+                    ghash.o.ready.eq(self.r.ready),
+                    aes.o.ready.eq(self.r.ready),
+                    self.i.ready.eq(desc.decrypt & self.r.ready),
                 ]
-                with m.If(self.r.valid & self.r.ready):
+                with m.If(self.r.ready):
                     m.next = "START"

@@ -80,25 +80,37 @@ def _signature():
 
 class GHASHSerial(wiring.Component):
     """Digit-serial GHASH: ``digit`` bits of ``Y xor X`` per clock, most significant digit first
-    (Horner's rule: ``Z <- Z * x^digit xor d * H``)."""
+    (Horner's rule: ``Z <- Z * x^digit xor d * H``).
+
+    A block takes ``cycles_per_block = ceil(128 / digit) + 1`` clocks: the clock that accepts it
+    only stores ``Y xor X`` and clears ``Z``, so the multiplier's inputs are all registers and the
+    GCM core's handshake logic never reaches it (on the iCE40 that path set the clock).
+    ``digit`` need not divide 128: ``Y xor X`` is stored zero-extended to a whole number of
+    digits, so the first digit simply has leading zeros. The compact profile uses ``digit=10``:
+    13 + 1 = 14 clocks per block, AES-256's 14 rounds.
+    """
 
     def __init__(self, digit=8):
-        if not isinstance(digit, int) or isinstance(digit, bool) or digit not in (1, 2, 4, 8, 16, 32):
+        if not isinstance(digit, int) or isinstance(digit, bool) or not 1 <= digit <= 32:
             self._MustUse__silence = True  # a refused core is not an unused one
-            raise ValueError(f"Digit width must be one of 1, 2, 4, 8, 16, 32, not {digit!r}")
+            raise ValueError(f"Digit width must be an integer from 1 to 32, not {digit!r}")
         self.digit = digit
-        #: Clocks per block.
-        self.cycles_per_block = 128 // digit
+        #: Multiplier steps per block.
+        self.steps = -(-128 // digit)
+        #: Clocks per block: the steps and the clock that accepts the block.
+        self.cycles_per_block = self.steps + 1
         super().__init__(_signature())
 
     def elaborate(self, platform):
         m = Module()
-        d = self.digit
-        steps = self.cycles_per_block
+        d, steps = self.digit, self.steps
 
-        h = Signal(128)       # H, polynomial order
-        a = Signal(128)       # Y xor X, shifted up one digit per clock
-        z = Signal(128)       # partial product; between blocks Y so far (zero between messages)
+        h = Signal(128)             # H, polynomial order
+        a = Signal(steps * d)       # Y xor X (zero-extended), shifted up one digit per clock
+        z = Signal(128)             # partial product; between blocks Y so far
+        # Y is zero before a message's first block. A flag says so instead of clearing z when
+        # the result leaves: that kept the GCM core's result handshake off z's clock enable.
+        fresh = Signal(init=1)
         count = Signal(range(steps + 1))
         busy = Signal()
         last = Signal()
@@ -107,24 +119,22 @@ class GHASHSerial(wiring.Component):
         m.d.comb += [self.h.ready.eq(idle), self.i.ready.eq(idle)]
         accept = self.i.valid & self.i.ready
 
-        a_src = wire(m, Mux(accept, z ^ to_poly(self.i.payload.block), a), "a_src")
-        z_src = Mux(accept, 0, z)
-        z_next = wire(m, reduce_poly((z_src << d) ^ clmul(h, a_src[128 - d:])), "z_next")
+        z_next = wire(m, reduce_poly((z << d) ^ clmul(h, a[len(a) - d:])), "z_next")
 
         with m.If(self.h.valid & self.h.ready):
             m.d.sync += h.eq(to_poly(self.h.payload))
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [self.o.valid.eq(0), z.eq(0)]
-        with m.If(accept | busy):
-            m.d.sync += [a.eq(a_src << d), z.eq(z_next)]
-            with m.If(accept):
-                m.d.sync += [count.eq(steps - 1), last.eq(self.i.payload.remaining == 1)]
-            with m.Else():
-                m.d.sync += count.eq(count - 1)
-            final = Mux(accept, steps == 1, count == 1)
-            m.d.sync += busy.eq(~final)
-            with m.If(final & Mux(accept, self.i.payload.remaining == 1, last)):
-                m.d.sync += self.o.valid.eq(1)
+            m.d.sync += [self.o.valid.eq(0), fresh.eq(1)]
+        with m.If(accept):
+            m.d.sync += [a.eq(Mux(fresh, 0, z) ^ to_poly(self.i.payload.block)), z.eq(0),
+                         busy.eq(1), fresh.eq(0),
+                         count.eq(steps), last.eq(self.i.payload.remaining == 1)]
+        with m.Elif(busy):
+            m.d.sync += [a.eq(a << d), z.eq(z_next), count.eq(count - 1)]
+            with m.If(count == 1):
+                m.d.sync += busy.eq(0)
+                with m.If(last):
+                    m.d.sync += self.o.valid.eq(1)
         m.d.comb += self.o.payload.eq(to_poly(z))
         return m
 
@@ -214,10 +224,14 @@ class GHASHPipelined(wiring.Component):
         return m
 
 
+#: The compact profile's digit width: 14 clocks per block (see :class:`GHASHSerial`).
+COMPACT_DIGIT = 10
+
+
 def make_ghash(profile):
-    """The GHASH core of a profile: ``"compact"`` (8 bits per clock) or ``"fast"``."""
+    """The GHASH core of a profile: ``"compact"`` (10 bits per clock) or ``"fast"``."""
     if profile == "compact":
-        return GHASHSerial(digit=8)
+        return GHASHSerial(digit=COMPACT_DIGIT)
     if profile == "fast":
         return GHASHPipelined()
     raise ValueError(f"Profile must be 'compact' or 'fast', not {profile!r}")

@@ -34,9 +34,9 @@ def request(key, block):
             "key256": int(len(key) == 32)}
 
 
-def encrypt_all(profile, jobs, seed=None, gap=0.0):
+def encrypt_all(profile, jobs, seed=None, gap=0.0, dut=None):
     """Run ``(key, block)`` jobs through a fresh core; returns the ciphertexts and the cycles."""
-    dut = make_aes(profile)
+    dut = dut or make_aes(profile)
     rng = random.Random(seed) if seed is not None else None
     results, cycles = [], []
 
@@ -98,9 +98,43 @@ def test_back_to_back_latency(profile):
     per_block = (cycles["last"] - cycles["first"]) / (n - 1)
     assert per_block == (14 if profile == "compact" else 1)
     # The first block is accepted at edge 1; a result valid after edge k is sampled at edge k + 1.
-    assert cycles["first"] - 2 == type(dut).LATENCY[256]
+    assert cycles["first"] - 2 == dut.LATENCY[256]
 
 
 def test_profile_name_checked():
     with pytest.raises(ValueError, match=r"Profile must be 'compact' or 'fast', not 'medium'"):
         make_aes("medium")
+
+
+def test_split_rounds_checked():
+    with pytest.raises(TypeError, match=r"split_rounds must be a bool, not 1"):
+        AESPipelined(split_rounds=1)
+
+
+def test_unsplit_pipeline():
+    """The one-clock-per-round pipeline (``split_rounds=False``) is still a correct AES."""
+    rng = random.Random(14)
+    jobs = [(rng.randbytes(rng.choice((16, 32))), rng.randbytes(16)) for _ in range(20)]
+    assert encrypt_all("fast", jobs, seed=2, gap=0.3,
+                       dut=AESPipelined(split_rounds=False)) == [ecb(k, b) for k, b in jobs]
+
+
+def test_fast_credits_under_a_long_stall():
+    """The consumer stalls while the producer keeps offering: the pipeline runs on, so only
+    accepted requests may enter it (a request offered while ``i.ready`` is low once slipped in
+    twice) and the output FIFO must hold every block in flight."""
+    rng = random.Random(32)
+    jobs = [(rng.randbytes(32), rng.randbytes(16)) for _ in range(80)]
+    dut = AESPipelined()
+    out = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [request(k, b) for k, b in jobs])
+
+    async def consumer(ctx):
+        for _ in range(3 * dut.OUTPUT_FIFO_DEPTH):
+            await ctx.tick()
+        out.extend(await get(ctx, dut.o, len(jobs)))
+
+    run(dut, producer, consumer, deadline_cycles=5000)
+    assert [v.to_bytes(16, "little") for v in out] == [ecb(k, b) for k, b in jobs]

@@ -60,12 +60,44 @@ def test_random_stalls(profile):
     assert run_messages(profile, messages, seed=3, gap=0.4) == [ghash(h, b) for h, b in messages]
 
 
-def test_digit_checked():
-    with pytest.raises(ValueError, match=r"Digit width must be one of 1, 2, 4, 8, 16, 32, not 3"):
-        GHASHSerial(digit=3)
+@pytest.mark.parametrize("digit", [0, 33, 8.0, True])
+def test_digit_checked(digit):
+    with pytest.raises(ValueError, match=rf"Digit width must be an integer from 1 to 32, not {digit!r}"):
+        GHASHSerial(digit=digit)
 
 
-@pytest.mark.parametrize("digit", [4, 32])
+def test_cycles_per_block():
+    assert [GHASHSerial(d).cycles_per_block for d in (8, 9, 10, 16)] == [17, 16, 14, 9]
+
+
+@pytest.mark.parametrize("digit", [8, 10])
+def test_clocks_per_block_at_full_rate(digit):
+    """Blocks offered back to back are taken every ``cycles_per_block`` clocks."""
+    dut = GHASHSerial(digit)
+    taken = []
+
+    async def producer(ctx):
+        await put(ctx, dut.h, [le(bytes(range(16)))])
+        ctx.set(dut.i.valid, 1)
+        for k in range(4):
+            ctx.set(dut.i.payload, {"block": k + 1, "remaining": 4 - k})
+            clock = 0
+            while True:
+                _, _, ready = await ctx.tick().sample(dut.i.ready)
+                clock += 1
+                if ready:
+                    taken.append(clock)
+                    break
+        ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        await get(ctx, dut.o, 1)
+
+    run(dut, producer, consumer, deadline_cycles=500)
+    assert taken[1:] == [dut.cycles_per_block] * 3
+
+
+@pytest.mark.parametrize("digit", [4, 7, 8, 16, 32])
 def test_other_digits(digit):
     rng = random.Random(digit)
     h, blocks = rng.randbytes(16), [rng.randbytes(16) for _ in range(3)]
