@@ -50,6 +50,10 @@ class Engine(wiring.Component):
         if esp not in (None, "compact", "fast"):
             self._MustUse__silence = True  # a refused part is not an unused one
             raise ValueError(f"ESP datapath must be None, 'compact' or 'fast', not {esp!r}")
+        if esp is not None and not params.tunnel_endpoints:
+            self._MustUse__silence = True
+            raise ValueError(f"The ESP datapath needs the SA table's tunnel endpoints, not "
+                             f"{params!r}")
         self._params = params
         self.esp = esp
         members = {"axil": In(axil.Signature(addr_width=contract.ADDR_WIDTH))}
@@ -107,6 +111,7 @@ class Engine(wiring.Component):
             regs.config1[_field("CONFIG1", "N_BUCKETS")].eq(p.n_buckets),
             regs.config2[_field("CONFIG2", "MAX_PACKET")].eq(p.max_packet),
             regs.config2[_field("CONFIG2", "MAX_EXT_HEADERS")].eq(contract.IPV6_MAX_EXT_HEADERS),
+            regs.config2[_field("CONFIG2", "ENDPOINTS")].eq(p.tunnel_endpoints),
         ]
 
         # Commands. Any write while the table is busy waits on the bus (never lost, never

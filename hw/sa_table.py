@@ -215,7 +215,10 @@ class SaTable(wiring.Component):
         m.submodules.window_mem = window_mem = Memory(shape=unsigned(p.window_max), depth=N, init=[])
         m.submodules.gen_mem = gen_mem = Memory(shape=unsigned(p.generation_width), depth=N, init=[])
         m.submodules.free_mem = free_mem = Memory(shape=unsigned(IW), depth=N, init=[])
-        m.submodules.ends_mem = ends_mem = Memory(shape=unsigned(256), depth=N, init=[])
+        # Built without tunnel endpoints, the memory is written only with zeros and so synthesis
+        # removes it (it is kept so that every port below stays the same).
+        m.submodules.ends_mem = ends_mem = Memory(
+            shape=unsigned(256 if p.tunnel_endpoints else 1), depth=N, init=[])
         m.submodules.count_mem = count_mem = Memory(shape=SaCountersLayout, depth=N, init=[])
         bucket_mems = []
         for t in range(2):
@@ -374,8 +377,8 @@ class SaTable(wiring.Component):
                     d.salt.eq(key_dr.data[:32]),
                     d.key.eq(key_dr.data[32:]),
                     d.window.eq(window_dr.data),
-                    d.src.eq(ends_dr.data[128:]),
-                    d.dst.eq(ends_dr.data[:128]),
+                    d.src.eq(ends_dr.data[128:] if p.tunnel_endpoints else 0),
+                    d.dst.eq(ends_dr.data[:128] if p.tunnel_endpoints else 0),
                     d.counters.eq(count_dr.data),
                 ]
                 with m.If(self.sa_data.ready):
@@ -587,7 +590,7 @@ class SaTable(wiring.Component):
                     window_w.addr.eq(cur), window_w.en.eq(1), window_w.data.eq(0),
                     gen_w.addr.eq(cur), gen_w.en.eq(1), gen_w.data.eq(new_gen),
                     ends_w.addr.eq(cur), ends_w.en.eq(1),
-                    ends_w.data.eq(Cat(self.sa_dst, self.sa_src)),
+                    ends_w.data.eq(Cat(self.sa_dst, self.sa_src) if p.tunnel_endpoints else 0),
                     count_w.addr.eq(cur), count_w.en.eq(1), count_w.data.eq(0),
                 ]
                 with m.If(flags.dir == contract.Direction.INBOUND):
@@ -690,8 +693,8 @@ class SaTable(wiring.Component):
                         self.rb_entry.flags.place.eq(place.bit_select(arg_index[:IW], 1)),
                         self.rb_state.eq(slot_state(arg_index[:IW])),
                         self.rb_gen.eq(gen_r.data),
-                        self.rb_src.eq(ends_r.data[128:]),
-                        self.rb_dst.eq(ends_r.data[:128]),
+                        self.rb_src.eq(ends_r.data[128:] if p.tunnel_endpoints else 0),
+                        self.rb_dst.eq(ends_r.data[:128] if p.tunnel_endpoints else 0),
                         self.rb_counters.eq(count_r.data),
                     ]
                 with m.Else():

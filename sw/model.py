@@ -130,7 +130,8 @@ class EngineModel:
             return f.CONFIG1.WINDOW_MAX.put(p.window_max) | f.CONFIG1.N_BUCKETS.put(p.n_buckets)
         if name == "CONFIG2":
             return (f.CONFIG2.MAX_PACKET.put(p.max_packet) |
-                    f.CONFIG2.MAX_EXT_HEADERS.put(contract.IPV6_MAX_EXT_HEADERS))
+                    f.CONFIG2.MAX_EXT_HEADERS.put(contract.IPV6_MAX_EXT_HEADERS) |
+                    f.CONFIG2.ENDPOINTS.put(p.tunnel_endpoints))
         if name == "STATUS":
             return f.STATUS.ERROR.put(self.error) | f.STATUS.STAGED.put(self.staged)
         if name == "RESULT":
@@ -285,7 +286,7 @@ class EngineModel:
             | self._rw["SA_SALT"]
         s.window = 0
         s.src, s.dst = (sum(self._rw[f"SA_{end}{i}"] << (32 * (3 - i)) for i in range(4))
-                        for end in ("SRC", "DST"))
+                        if p.tunnel_endpoints else 0 for end in ("SRC", "DST"))
         s.counters = dict.fromkeys(contract.SA_VERDICT_COUNTERS, 0)
         s.gen = (s.gen + 1) & p.generation_mask
         s.state = SlotState.STAGED_ADD

@@ -230,3 +230,29 @@ def test_wrong_device():
         Engine(Zero())
     with pytest.raises(TypeError, match=r"Transport must provide read, write and close, not 3"):
         Engine(3)
+
+
+def test_engine_without_tunnel_endpoints_refuses_an_sa_that_has_them():
+    """The small (iCE40) profile stores no endpoints: the driver discovers it from CONFIG2 and
+    refuses such an SA before anything is written; SAs without endpoints install as ever."""
+    from ipchan.hw.contract import SMALL_PARAMS
+    engine = Engine.for_model(SMALL_PARAMS)
+    assert engine.params == SMALL_PARAMS and not engine.params.tunnel_endpoints
+    cfg = SaConfig(spi=0x1000, direction="outbound", mode="tunnel", algorithm="aes-gcm-16",
+                   key=bytes(20), src="192.0.2.1", dst="198.51.100.2")
+    before = (engine.version(), engine.occupancy(), engine.staged())
+    with pytest.raises(ValueError, match=r"This engine's SA table stores no tunnel endpoints "
+                                         r"\(built with tunnel_endpoints=False\), so it cannot "
+                                         r"hold an SA with src=192.0.2.1 and dst=198.51.100.2"):
+        engine.install(cfg)
+    assert (engine.version(), engine.occupancy(), engine.staged()) == before
+    ref = engine.install(SaConfig(spi=0x1000, direction="outbound", mode="tunnel",
+                                  algorithm="aes-gcm-16", key=bytes(20)))
+    engine.commit()
+    assert int(engine.read_entry(ref.index).src) == int(engine.read_entry(ref.index).dst) == 0
+
+
+def test_tunnel_endpoints_parameter_is_checked():
+    from ipchan.hw.contract import EngineParams
+    with pytest.raises(TypeError, match=r"Tunnel endpoints must be a bool, not 1"):
+        EngineParams(tunnel_endpoints=1)
