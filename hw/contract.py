@@ -215,6 +215,11 @@ class EngineParams:
     #: Largest packet, in bytes, the datapath takes in or hands out (its packet buffer holds one
     #: whole packet, so nothing unauthenticated is handed up); longer ones are ``malformed``.
     max_packet: int = IP_MAX_PACKET
+    #: Whether the SA table stores each SA's tunnel endpoints (``SA_SRC*``/``SA_DST*``), which
+    #: only the outbound datapath uses. Without them a build saves a 256-bit memory and its
+    #: registers (16 of the iCE40UP5K's 30 block RAMs); ``SA_SRC*``/``SA_DST*`` are then ignored,
+    #: ``RB_SRC*``/``RB_DST*`` read zero, and the driver refuses an SA that has endpoints.
+    tunnel_endpoints: bool = True
 
     def __post_init__(self):
         if not isinstance(self.n_entries, int) or isinstance(self.n_entries, bool):
@@ -235,6 +240,8 @@ class EngineParams:
                 not 64 <= self.max_packet <= IP_MAX_PACKET):
             raise ValueError(f"Maximum packet size must be an integer from 64 to {IP_MAX_PACKET}, "
                              f"not {self.max_packet!r}")
+        if not isinstance(self.tunnel_endpoints, bool):
+            raise TypeError(f"Tunnel endpoints must be a bool, not {self.tunnel_endpoints!r}")
 
     @property
     def index_width(self):
@@ -260,7 +267,7 @@ class EngineParams:
 
 
 #: The small profile for the iCE40UP5K.
-SMALL_PARAMS = EngineParams(n_entries=16)
+SMALL_PARAMS = EngineParams(n_entries=16, tunnel_endpoints=False)
 
 
 # --- Registers --------------------------------------------------------------------------------------
@@ -284,7 +291,9 @@ REGISTERS = (
               _f("N_BUCKETS", 16, 16, "buckets in each of the two SPI hash tables"))),
     Register("CONFIG2", 0x030, Access.RO, "Build parameters: the datapath.",
              (_f("MAX_PACKET", 0, 16, "largest packet the datapath takes, in bytes"),
-              _f("MAX_EXT_HEADERS", 16, 4, "IPv6 extension headers the parser skips at most"))),
+              _f("MAX_EXT_HEADERS", 16, 4, "IPv6 extension headers the parser skips at most"),
+              _f("ENDPOINTS", 20, 1, "the SA table stores tunnel endpoints (SA_SRC*, SA_DST*; "
+                                     "without, they are ignored and RB_SRC*, RB_DST* read 0)"))),
 
     # Commands and status.
     Register("STATUS", 0x010, Access.RO, "Engine status.",
@@ -522,8 +531,19 @@ def unpack_tag(word):
 #   READ:  'R' addr:u16                 -> status:u8 data:u32
 #   RESET: 'X'                          -> status:u8          (reset for LINK_RESET_CYCLES)
 #   CYCLES:'C'                          -> status:u8 cycles:u64 (clock cycles since start)
+#   PACKET:'P' direction:u8 sa_index:u16 length:u16 bytes[length]
+#                                       -> status:u8 tag_beat:u8[LINK_TAG_BEAT_BYTES]
+#                                          length:u16 bytes[length]
 #
 # status is the AXI4-Lite response code (0 OKAY, 2 SLVERR, 3 DECERR); 0xFF is "unknown request".
+#
+# PACKET runs one packet through the ESP datapath (only a far end that has one: the Verilator
+# simulation of an engine built with it; the board's bridge answers UNKNOWN): direction is a
+# Direction, sa_index the outbound SA's slot (0 inbound). The answer is OKAY, the tag beat of
+# m_axis_in_tag / m_axis_out_tag (TAG_FIELDS then TAG_BEAT_FIELDS, packed as an integer, big
+# endian) and the packet handed up (length 0 when handed_up is 0). A request the far end cannot
+# carry out (a direction that is none, sa_index beyond the stream's tuser, inbound with an
+# sa_index) is answered SLVERR alone, and nothing reaches the datapath.
 
 #: Clock cycles a RESET request holds the engine in reset.
 LINK_RESET_CYCLES = 16
@@ -534,6 +554,11 @@ class LinkOp(IntEnum):
     READ = 0x52
     RESET = 0x58
     CYCLES = 0x43
+    PACKET = 0x50
+
+
+#: Bytes of a tag beat in a PACKET answer: TAG_FIELDS then TAG_BEAT_FIELDS, rounded up to bytes.
+LINK_TAG_BEAT_BYTES = (tag_width() + sum(width for _, width, _ in TAG_BEAT_FIELDS) + 7) // 8
 
 
 class LinkStatus(IntEnum):

@@ -10,12 +10,20 @@
 //
 // The opcodes, status codes and the address width come from ipchan_contract.h, which
 // ipchan.sim.verilator_build generates from hw/contract.py: no contract value is spelled here.
+// Built with IPCHAN_ESP (a design with the ESP datapath's AXI4-Stream ports), it also answers
+// PACKET requests: the packet goes into s_axis_in or s_axis_out (tuser = the SA's slot) beat by
+// beat, the outputs are always ready, and the answer is the tag beat and the packet handed up.
+// ipchan_design.h, generated from the design's Verilog, gives the width of s_axis_out_tuser.
 //
 // Exit codes: 0 after the client disconnects (or SIGTERM/SIGINT), 2 for bad arguments or a socket
-// that cannot be set up, 3 when the design never answers a bus transaction (a gateware bug), 4 when
-// no client connects within --accept-timeout.
+// that cannot be set up, 3 when the design never answers a bus transaction or a packet, or breaks
+// the stream rules (a gateware bug), 4 when no client connects within --accept-timeout, 5 when the
+// client leaves in the middle of a request.
 
 #include "ipchan_contract.h"
+#if IPCHAN_ESP
+#include "ipchan_design.h"
+#endif
 #include "Vipchan_engine.h"
 #include "verilated.h"
 #if IPCHAN_TRACE
@@ -82,6 +90,7 @@ public:
         top_->clk = 0;
         top_->rst = 0;
         idle_bus();
+        idle_streams();
         top_->eval();
         dump();
     }
@@ -122,6 +131,19 @@ public:
         for (int i = 0; i < IPCHAN_LINK_RESET_CYCLES; ++i) tick();
         top_->rst = 0;
         settle();
+    }
+
+    // Stream inputs low: no packet offered, no output taken.
+    void idle_streams() {
+#if IPCHAN_ESP
+        Vipchan_engine* t = top_.get();
+        t->s_axis_in_tvalid = 0;
+        t->s_axis_out_tvalid = 0;
+        t->m_axis_in_data_tready = 0;
+        t->m_axis_in_tag_tready = 0;
+        t->m_axis_out_data_tready = 0;
+        t->m_axis_out_tag_tready = 0;
+#endif
     }
 
     void idle_bus() {
@@ -232,6 +254,170 @@ private:
     uint64_t timeout_;
 };
 
+
+// --- ESP datapath: one packet in, its tag beat and the packet handed up out ----------------------
+
+#if IPCHAN_ESP
+// The signals of one direction: a packet stream in, a data stream and a tag stream out. The tag
+// beat is IPCHAN_TAG_BITS of tag, then handed_up; tuser is the tag.
+struct Streams {
+    VlWide<4>* in_data;
+    SData* in_keep;
+    CData* in_last;
+    CData* in_valid;
+    CData* in_ready;
+    VlWide<4>* out_data;
+    SData* out_keep;
+    CData* out_last;
+    VlWide<6>* out_user;
+    CData* out_valid;
+    CData* out_ready;
+    VlWide<6>* tag_data;
+    CData* tag_valid;
+    CData* tag_ready;
+};
+
+static_assert(IPCHAN_TAG_BEAT_BYTES <= 24, "the tag beat must fit VlWide<6>");
+
+// Byte k (little-endian lanes) of a Verilator wide value.
+template <std::size_t N>
+uint8_t wide_byte(const VlWide<N>& w, int k) {
+    return uint8_t(w[k / 4] >> (8 * (k % 4)));
+}
+
+class PacketPort {
+public:
+    PacketPort(Sim& sim, uint64_t timeout) : sim_(sim), timeout_(timeout) {
+        Vipchan_engine* t = sim.top();
+        in_ = {&t->s_axis_in_tdata, &t->s_axis_in_tkeep, &t->s_axis_in_tlast,
+               &t->s_axis_in_tvalid, &t->s_axis_in_tready,
+               &t->m_axis_in_data_tdata, &t->m_axis_in_data_tkeep, &t->m_axis_in_data_tlast,
+               &t->m_axis_in_data_tuser, &t->m_axis_in_data_tvalid, &t->m_axis_in_data_tready,
+               &t->m_axis_in_tag_tdata, &t->m_axis_in_tag_tvalid, &t->m_axis_in_tag_tready};
+        out_ = {&t->s_axis_out_tdata, &t->s_axis_out_tkeep, &t->s_axis_out_tlast,
+                &t->s_axis_out_tvalid, &t->s_axis_out_tready,
+                &t->m_axis_out_data_tdata, &t->m_axis_out_data_tkeep, &t->m_axis_out_data_tlast,
+                &t->m_axis_out_data_tuser, &t->m_axis_out_data_tvalid, &t->m_axis_out_data_tready,
+                &t->m_axis_out_tag_tdata, &t->m_axis_out_tag_tvalid, &t->m_axis_out_tag_tready};
+    }
+
+    // Run one packet; append the answer (status, and for OKAY the tag beat, length, bytes).
+    void run(uint8_t direction, uint32_t sa_index, const uint8_t* data, size_t len,
+             std::string& out) {
+        const bool outbound = direction == IPCHAN_DIRECTION_OUTBOUND;
+        if ((direction != IPCHAN_DIRECTION_INBOUND && !outbound) || (!outbound && sa_index != 0) ||
+            (sa_index >> IPCHAN_SA_INDEX_BITS) != 0) {
+            out.push_back(char(IPCHAN_LINK_SLVERR));  // refused: nothing reaches the datapath
+            return;
+        }
+        Vipchan_engine* t = sim_.top();
+        const Streams& s = outbound ? out_ : in_;
+        if (outbound) t->s_axis_out_tuser = sa_index;
+        const size_t beats = len ? (len + 15) / 16 : 1;  // an empty packet is one empty beat
+        size_t sent = 0;
+        std::string handed;
+        bool packet_done = false, have_user = false;
+        uint8_t user[IPCHAN_TAG_BEAT_BYTES] = {0};
+        uint8_t beat[IPCHAN_TAG_BEAT_BYTES] = {0};
+        *s.out_ready = 1;
+        *s.tag_ready = 1;
+        const uint64_t start = sim_.cycles();
+        for (;;) {
+            if (sent < beats) {
+                const size_t off = 16 * sent;
+                const size_t n = len - off < 16 ? len - off : 16;
+                for (int w = 0; w < 4; ++w) {
+                    uint32_t word = 0;
+                    for (int b = 0; b < 4; ++b) {
+                        const size_t k = 4 * w + b;
+                        if (k < n) word |= uint32_t(data[off + k]) << (8 * b);
+                    }
+                    (*s.in_data)[w] = word;
+                }
+                *s.in_keep = SData((1u << n) - 1);
+                *s.in_last = sent + 1 == beats;
+                *s.in_valid = 1;
+            } else {
+                *s.in_valid = 0;
+            }
+            sim_.settle();
+            const bool in_hs = *s.in_valid && *s.in_ready;
+            const bool data_hs = *s.out_valid && *s.out_ready;
+            const bool tag_hs = *s.tag_valid && *s.tag_ready;
+            if (data_hs) take_data(s, handed, user, have_user, packet_done);
+            if (tag_hs)
+                for (int k = 0; k < IPCHAN_TAG_BEAT_BYTES; ++k) beat[k] = wide_byte(*s.tag_data, k);
+            sim_.tick();
+            if (in_hs) ++sent;
+            if (tag_hs) break;
+            if (sim_.cycles() - start >= timeout_) {
+                char msg[200];
+                std::snprintf(msg, sizeof msg,
+                              "the ESP datapath (%s) gave no tag for a %zu-byte packet in %llu "
+                              "cycles (%zu of %zu beats taken, at cycle %llu)",
+                              outbound ? "outbound" : "inbound", len,
+                              (unsigned long long)timeout_, sent, beats,
+                              (unsigned long long)sim_.cycles());
+                fail(3, msg);
+            }
+        }
+        *s.in_valid = 0;
+        *s.out_ready = 0;
+        *s.tag_ready = 0;
+        sim_.settle();
+        const int hb = IPCHAN_TAG_BITS / 8, hbit = IPCHAN_TAG_BITS % 8;
+        const bool handed_up = (beat[hb] >> hbit) & 1;
+        if (sent != beats) fail(3, "the ESP datapath gave a tag before it took the whole packet");
+        if (handed_up != packet_done || (!handed_up && !handed.empty()))
+            fail(3, handed_up ? "the tag says handed up, but no whole packet came out"
+                              : "a packet came out whose tag says it was not handed up");
+        if (handed_up) {
+            // tuser is the tag: the tag beat without handed_up and above.
+            uint8_t tag[IPCHAN_TAG_BEAT_BYTES];
+            std::memcpy(tag, beat, sizeof tag);
+            tag[hb] &= uint8_t((1u << hbit) - 1);
+            for (int k = hb + 1; k < IPCHAN_TAG_BEAT_BYTES; ++k) tag[k] = 0;
+            if (std::memcmp(tag, user, sizeof tag) != 0)
+                fail(3, "the tuser of a packet handed up differs from its tag");
+        }
+        out.push_back(char(IPCHAN_LINK_OKAY));
+        for (int k = IPCHAN_TAG_BEAT_BYTES - 1; k >= 0; --k) out.push_back(char(beat[k]));
+        if (handed.size() > 0xFFFF) fail(3, "the ESP datapath handed up more than 65535 bytes");
+        put16(out, handed.size());
+        out += handed;
+    }
+
+private:
+    static void put16(std::string& out, size_t v) {
+        out.push_back(char((v >> 8) & 0xFF));
+        out.push_back(char(v & 0xFF));
+    }
+
+    void take_data(const Streams& s, std::string& handed, uint8_t* user, bool& have_user,
+                   bool& packet_done) {
+        if (packet_done) fail(3, "the ESP datapath handed up a second packet for one input");
+        const unsigned keep = *s.out_keep;
+        unsigned n = 0;
+        while (n < 16 && ((keep >> n) & 1)) ++n;
+        if (keep != ((1u << n) - 1) || (!*s.out_last && n != 16))
+            fail(3, "the ESP datapath handed up a beat whose tkeep is not all ones (or, on the "
+                    "last beat, a run of ones from byte 0)");
+        for (unsigned k = 0; k < n; ++k) handed.push_back(char(wide_byte(*s.out_data, int(k))));
+        uint8_t u[IPCHAN_TAG_BEAT_BYTES] = {0};
+        for (int k = 0; k < (IPCHAN_TAG_BITS + 7) / 8; ++k) u[k] = wide_byte(*s.out_user, k);
+        if (have_user && std::memcmp(u, user, sizeof u) != 0)
+            fail(3, "the tuser changed within a packet handed up");
+        std::memcpy(user, u, sizeof u);
+        have_user = true;
+        if (*s.out_last) packet_done = true;
+    }
+
+    Sim& sim_;
+    uint64_t timeout_;
+    Streams in_, out_;
+};
+#endif
+
 // --- Link protocol server ------------------------------------------------------------------------
 
 uint32_t get_be(const uint8_t* p, int n) {
@@ -244,21 +430,34 @@ void put_be(std::string& out, uint64_t v, int n) {
     for (int i = n - 1; i >= 0; --i) out.push_back(char((v >> (8 * i)) & 0xFF));
 }
 
-// Length of a request starting with `op`, or 1 for an unknown opcode: it is answered with the
-// "unknown request" status and the next byte is read as a new request.
-size_t request_length(uint8_t op) {
-    switch (op) {
+// Length of the request at `p` (of which `have` bytes are here; at least 1), or 1 for an unknown
+// opcode: it is answered with the "unknown request" status and the next byte is read as a new
+// request. A PACKET's length is in its header: until the header is here, the header's length.
+// (A build without the datapath still reads a whole PACKET, so its bytes are never taken for
+// requests, and answers it UNKNOWN.)
+size_t request_length(const uint8_t* p, size_t have) {
+    switch (p[0]) {
         case IPCHAN_LINK_OP_WRITE: return 7;
         case IPCHAN_LINK_OP_READ: return 3;
         case IPCHAN_LINK_OP_RESET: return 1;
         case IPCHAN_LINK_OP_CYCLES: return 1;
+        case IPCHAN_LINK_OP_PACKET:
+            if (have < IPCHAN_LINK_PACKET_HEADER) return IPCHAN_LINK_PACKET_HEADER;
+            return IPCHAN_LINK_PACKET_HEADER + get_be(p + 4, 2);
         default: return 1;
     }
 }
 
 class LinkServer {
 public:
-    LinkServer(Sim& sim, AxiLiteManager& bus) : sim_(sim), bus_(bus) {}
+    LinkServer(Sim& sim, AxiLiteManager& bus, uint64_t timeout)
+        : sim_(sim), bus_(bus)
+#if IPCHAN_ESP
+        , packets_(sim, timeout)
+#endif
+    {
+        (void)timeout;
+    }
 
     // Answer one complete request; the response is appended to `out`.
     void handle(const uint8_t* req, std::string& out) {
@@ -281,6 +480,12 @@ public:
                 out.push_back(char(IPCHAN_LINK_OKAY));
                 put_be(out, sim_.cycles(), 8);
                 break;
+#if IPCHAN_ESP
+            case IPCHAN_LINK_OP_PACKET:
+                packets_.run(req[1], get_be(req + 2, 2), req + IPCHAN_LINK_PACKET_HEADER,
+                             get_be(req + 4, 2), out);
+                break;
+#endif
             default:
                 out.push_back(char(IPCHAN_LINK_UNKNOWN));
                 break;
@@ -290,13 +495,14 @@ public:
     // Serve one connection until the client closes it or a signal asks us to stop. Requests may
     // arrive pipelined; answers are sent when the input runs dry, so a batch costs one send.
     void serve(int fd, const sigset_t* waitmask) {
-        std::vector<uint8_t> in(1 << 16);
+        // Room for the longest request (a PACKET of 65535 bytes) and more.
+        std::vector<uint8_t> in(1 << 17);
         size_t have = 0;
         std::string out;
         for (;;) {
             size_t pos = 0;
             while (pos < have) {
-                const size_t need = request_length(in[pos]);
+                const size_t need = request_length(&in[pos], have - pos);
                 if (have - pos < need) break;
                 handle(&in[pos], out);
                 pos += need;
@@ -307,7 +513,17 @@ public:
             if (!out.empty() && !send_all(fd, out, waitmask)) return;
             if (!wait_fd(fd, POLLIN, waitmask)) return;
             const ssize_t n = recv(fd, in.data() + have, in.size() - have, 0);
-            if (n == 0) return;  // the client closed the connection
+            if (n == 0) {  // the client closed the connection
+                if (have) {
+                    char msg[160];
+                    std::snprintf(msg, sizeof msg,
+                                  "the client left in the middle of a request: %zu of its %zu "
+                                  "bytes came (opcode 0x%02X)",
+                                  have, request_length(in.data(), have), in[0]);
+                    fail(5, msg);
+                }
+                return;
+            }
             if (n < 0) {
                 if (errno == EINTR || errno == EAGAIN) continue;
                 if (errno == ECONNRESET) return;
@@ -354,6 +570,9 @@ private:
 
     Sim& sim_;
     AxiLiteManager& bus_;
+#if IPCHAN_ESP
+    PacketPort packets_;
+#endif
 };
 
 // --- Socket set-up -------------------------------------------------------------------------------
@@ -503,7 +722,7 @@ int run(int argc, char** argv) {
     }
 
     AxiLiteManager bus(sim, bus_timeout);
-    LinkServer server(sim, bus);
+    LinkServer server(sim, bus, bus_timeout);
     SocketFile sock{socket_path};
     sock.fd = listen_on(socket_path);
     std::printf("%s: listening on %s\n", PROG, socket_path.c_str());

@@ -266,13 +266,14 @@ class Engine:
         if major != contract.CONTRACT_VERSION[0]:
             raise IOError(f"Engine speaks register contract {major}.{FIELD.CONTRACT.MINOR.get(word)}, "
                           f"this driver {contract.CONTRACT_VERSION[0]}.{contract.CONTRACT_VERSION[1]}")
-        c0, c1 = transport.read(ADDR.CONFIG0), transport.read(ADDR.CONFIG1)
+        c0, c1, c2 = (transport.read(a) for a in (ADDR.CONFIG0, ADDR.CONFIG1, ADDR.CONFIG2))
         self.params = EngineParams(
             n_entries=FIELD.CONFIG0.N_ENTRIES.get(c0),
             generation_width=FIELD.CONFIG0.GEN_WIDTH.get(c0),
             version_width=FIELD.CONFIG0.VERSION_WIDTH.get(c0),
             window_max=FIELD.CONFIG1.WINDOW_MAX.get(c1),
-            max_packet=FIELD.CONFIG2.MAX_PACKET.get(transport.read(ADDR.CONFIG2)),
+            max_packet=FIELD.CONFIG2.MAX_PACKET.get(c2),
+            tunnel_endpoints=bool(FIELD.CONFIG2.ENDPOINTS.get(c2)),
         )
         #: SPIs moved between hash tables by this driver (cuckoo relocations).
         self.relocations = 0
@@ -404,6 +405,10 @@ class Engine:
         if cfg.replay_window > self.params.window_max:
             raise ValueError(f"Replay window {cfg.replay_window} is larger than this engine's "
                              f"maximum of {self.params.window_max}")
+        if cfg.src is not None and not self.params.tunnel_endpoints:
+            raise ValueError(f"This engine's SA table stores no tunnel endpoints (built with "
+                             f"tunnel_endpoints=False), so it cannot hold an SA with src={cfg.src} "
+                             f"and dst={cfg.dst}")
         free = FIELD.FREE.COUNT.get(self.transport.read(ADDR.FREE))
         if free == 0:
             raise TableFullError(Error.TABLE_FULL,
@@ -618,6 +623,29 @@ class Engine:
         """(live slots, free slots) as the engine counts them."""
         return (FIELD.LIVE.COUNT.get(self.transport.read(ADDR.LIVE)),
                 FIELD.FREE.COUNT.get(self.transport.read(ADDR.FREE)))
+
+    # -- The ESP datapath (transports that reach one) --
+
+    def process_packet(self, direction, data, sa_index=None):
+        """Run one packet through the engine's ESP datapath: inbound (``sa_index`` None), or
+        outbound through the SA in slot ``sa_index``. Returns ``(tag, out)``: ``tag`` a dict of
+        :data:`ipchan.hw.contract.TAG_FIELDS`, ``out`` the packet handed up or None.
+
+        Only transports that reach a datapath have it: the golden model
+        (:meth:`for_model`) and a Verilator simulation built with ``esp=`` (``open_engine(
+        "verilator", esp="compact")``). The datapath updates sequence numbers, windows and
+        counters in the engine; :meth:`read_entry` and :meth:`sa_counters` read them."""
+        (answer,) = self.process_packets([(direction, data, sa_index)])
+        return answer
+
+    def process_packets(self, requests):
+        """:meth:`process_packet` for each ``(direction, data, sa_index)``, in order (pipelined
+        where the transport can)."""
+        process = getattr(self.transport, "process_packets", None)
+        if process is None:
+            raise TypeError(f"{self.transport!r} reaches no ESP datapath: packets need the golden "
+                            f"model or a Verilator simulation of an engine built with esp=...")
+        return process(list(requests))
 
 
 def _endpoint(value, outer6):

