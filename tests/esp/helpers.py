@@ -9,8 +9,10 @@ and nonce stay scapy's. For 16-byte ICVs both the stock algorithm and this one a
 """
 
 import os
+import struct
 
 from cryptography.hazmat.primitives.ciphers import algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from scapy.layers import ipsec as scapy_ipsec
 from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
@@ -19,6 +21,7 @@ from scapy.layers.ipsec import ESP, SecurityAssociation
 from ipchan.hw.contract import Algorithm, EngineParams
 from ipchan.sw.driver import Engine, SaConfig
 from ipchan.sw.esp.datapath import EspDatapathModel
+from ipchan.sw.esp.packet import build_ipv4, build_ipv6
 
 
 ALGORITHMS = ("aes-gcm-8", "aes-gcm-12", "aes-gcm-16", "aes-gmac")
@@ -91,3 +94,26 @@ class Rig:
         out, _ = self.add(direction="outbound", key=key, endpoints=endpoints, commit=False, **kw)
         inb, _ = self.add(direction="inbound", key=key, replay_window=window, **kw)
         return out.index, inb.index, key
+
+
+def seal(key, spi, seq, body, *, alg="aes-gcm-16", esn=False, outer="v4", iv=None):
+    """An ESP packet whose encrypted part (payload || padding || pad len || nh) is ``body``."""
+    algorithm = Algorithm.from_text(alg)
+    iv = iv if iv is not None else os.urandom(8)
+    nonce = key[-4:] + iv
+    aad = struct.pack("!III", spi, seq >> 32, seq & 0xFFFFFFFF) if esn else \
+        struct.pack("!II", spi, seq & 0xFFFFFFFF)
+    gcm = AESGCM(key[:-4])
+    if algorithm == Algorithm.AES_GMAC:
+        sealed = body + gcm.encrypt(nonce, b"", aad + iv + body)
+    else:
+        sealed = gcm.encrypt(nonce, body, aad)[:len(body) + algorithm.icv_len]
+    esp = struct.pack("!II", spi, seq & 0xFFFFFFFF) + iv + sealed
+    if outer == "v4":
+        return build_ipv4("192.0.2.1", "192.0.2.2", 50, esp)
+    return build_ipv6("2001:db8::a", "2001:db8::b", 50, esp)
+
+
+def trailer(data, nh, pad=None):
+    pad_len = -(len(data) + 2 + 8) % 4 if pad is None else pad
+    return data + bytes(range(1, pad_len + 1)) + bytes((pad_len, nh))

@@ -7,45 +7,21 @@ import os
 import struct
 
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
 from scapy.packet import Raw
 
-from ipchan.hw.contract import (TAG_FIELDS, Algorithm, Direction, EngineParams, Verdict,
+from ipchan.hw.contract import (TAG_FIELDS, Direction, EngineParams, Verdict,
                                 pack_tag, unpack_tag)
 from ipchan.sw.esp.datapath import EspDatapathModel
 from ipchan.sw.driver import SaConfig
-from ipchan.sw.esp.packet import build_ipv4, build_ipv6, ipv4_checksum
+from ipchan.sw.esp.packet import build_ipv4, ipv4_checksum
 
-from .helpers import Rig, scapy_encrypt, scapy_sa
+from .helpers import Rig, scapy_encrypt, scapy_sa, seal, trailer
 
 SPI = 0x4242
 V4 = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=7, dport=9) / Raw(b"payload!"))
 V6 = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=7, dport=9) / Raw(b"six"))
-
-
-def seal(key, spi, seq, body, *, alg="aes-gcm-16", esn=False, outer="v4", iv=None):
-    """An ESP packet whose encrypted part (payload || padding || pad len || nh) is ``body``."""
-    algorithm = Algorithm.from_text(alg)
-    iv = iv if iv is not None else os.urandom(8)
-    nonce = key[-4:] + iv
-    aad = struct.pack("!III", spi, seq >> 32, seq & 0xFFFFFFFF) if esn else \
-        struct.pack("!II", spi, seq & 0xFFFFFFFF)
-    gcm = AESGCM(key[:-4])
-    if algorithm == Algorithm.AES_GMAC:
-        sealed = body + gcm.encrypt(nonce, b"", aad + iv + body)
-    else:
-        sealed = gcm.encrypt(nonce, body, aad)[:len(body) + algorithm.icv_len]
-    esp = struct.pack("!II", spi, seq & 0xFFFFFFFF) + iv + sealed
-    if outer == "v4":
-        return build_ipv4("192.0.2.1", "192.0.2.2", 50, esp)
-    return build_ipv6("2001:db8::a", "2001:db8::b", 50, esp)
-
-
-def trailer(data, nh, pad=None):
-    pad_len = -(len(data) + 2 + 8) % 4 if pad is None else pad
-    return data + bytes(range(1, pad_len + 1)) + bytes((pad_len, nh))
 
 
 def test_tag_has_exactly_the_contract_fields_and_packs():

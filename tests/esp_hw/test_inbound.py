@@ -4,44 +4,20 @@ tag, in Amaranth's simulator with random valid/ready gaps on every stream (see `
 Authentic packets with wrong contents (bad padding, bad next header, TFC padding, dummies) are
 sealed by hand with cryptography's AESGCM, independently of the model."""
 
-import os
 import random
-import struct
 
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import (IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
                                 IPv6ExtHdrRouting)
 from scapy.packet import Raw
 
-from ipchan.hw.contract import Algorithm, EngineParams, Verdict
+from ipchan.hw.contract import EngineParams, Verdict
 from ipchan.sw.esp.packet import build_ipv4, build_ipv6
 
+from esp.helpers import seal, trailer  # tests/ is on sys.path (rootdir-relative packages)
+
 from .hwrig import HwRig
-
-
-def seal(key, spi, seq, body, *, alg="aes-gcm-16", esn=False, outer="v4", iv=None):
-    """An ESP packet whose encrypted part (payload || padding || pad len || nh) is ``body``."""
-    algorithm = Algorithm.from_text(alg)
-    iv = iv if iv is not None else os.urandom(8)
-    nonce = key[-4:] + iv
-    aad = struct.pack("!III", spi, seq >> 32, seq & 0xFFFFFFFF) if esn else \
-        struct.pack("!II", spi, seq & 0xFFFFFFFF)
-    gcm = AESGCM(key[:-4])
-    if algorithm == Algorithm.AES_GMAC:
-        sealed = body + gcm.encrypt(nonce, b"", aad + iv + body)
-    else:
-        sealed = gcm.encrypt(nonce, body, aad)[:len(body) + algorithm.icv_len]
-    esp = struct.pack("!II", spi, seq & 0xFFFFFFFF) + iv + sealed
-    if outer == "v4":
-        return build_ipv4("192.0.2.1", "192.0.2.2", 50, esp)
-    return build_ipv6("2001:db8::a", "2001:db8::b", 50, esp)
-
-
-def trailer(data, nh, pad=None):
-    pad_len = -(len(data) + 2 + 8) % 4 if pad is None else pad
-    return data + bytes(range(1, pad_len + 1)) + bytes((pad_len, nh))
 
 
 def v4(n, **kw):
