@@ -7,6 +7,7 @@ import pytest
 
 from ipchan.hw import contract
 from ipchan.hw.esp.layouts import BEAT_BYTES, TagBeat, TagLayout
+from ipchan.hw.esp.outbound import OutboundBeat
 from ipchan.hw.verilog import TOP_NAME, EngineTop, engine_verilog
 
 
@@ -46,7 +47,7 @@ def test_packet_ports_are_axi4_stream(esp_ports, port, direction):
         assert esp_ports[f"{port}_tuser"] == (direction, TagLayout.size)
         assert TagLayout.size == contract.tag_width()
     elif port == "s_axis_out":
-        assert esp_ports[f"{port}_tuser"] == (direction, 16)   # the SA's slot
+        assert esp_ports[f"{port}_tuser"] == (direction, OutboundBeat["sa_index"].width)
     else:
         assert f"{port}_tuser" not in esp_ports
 

@@ -41,7 +41,7 @@ OUTBOUND_VERDICTS = tuple(v for (d, v) in contract.VERDICT_COUNTERS if d == Dire
 
 #: A beat of a packet to protect: the slot of its SA rides along (read from the first beat).
 OutboundBeat = data.StructLayout({"data": 8 * BEAT_BYTES, "keep": BEAT_BYTES, "last": 1,
-                                  "sa_index": 16})
+                                  "sa_index": TagLayout["sa_index"].shape})
 
 #: Bytes kept free in front of the packet in the buffer: outer IPv6 header + ESP header + IV.
 HEADROOM = 64
