@@ -37,7 +37,8 @@ from ..contract import Algorithm, Direction, Mode, Verdict
 from ..crypto.gcm import PROFILES, GCMCore
 from ..sa_table import LookupResultLayout, SaReadLayout, SaWriteLayout
 from .buffer import PacketBuffer
-from .layouts import BEAT_BYTES, PacketBeat, TagBeat, TaggedBeat, TagLayout
+from .handoff import handoff_states, lanes, packet_tag, verdict_counters
+from .layouts import PacketBeat, TagBeat, TaggedBeat
 
 
 __all__ = ["InboundEsp", "INBOUND_VERDICTS", "connect_table"]
@@ -70,9 +71,7 @@ def _byteswap(value):
     return Cat(*(value[8 * k:8 * k + 8] for k in reversed(range(len(value) // 8))))
 
 
-def _lanes(count):
-    """Byte mask of the first ``count`` lanes (``count`` 0 .. 16)."""
-    return Cat(*((k < count) for k in range(BEAT_BYTES)))
+_lanes = lanes
 
 
 def _fold(value):
@@ -182,11 +181,7 @@ class InboundEsp(wiring.Component):
         rd = buf.r_data
 
         # --- Counters ---------------------------------------------------------------------------
-        count_now = Signal()
-        with m.If(count_now):
-            for k, v in enumerate(INBOUND_VERDICTS):
-                with m.If(verdict == v):
-                    m.d.sync += self.counters[k].eq(self.counters[k] + 1)
+        count_now = verdict_counters(m, self.counters, INBOUND_VERDICTS, verdict)
 
         # --- ESN inference and the replay pre-check (RFC 4303 3.4.3, appendix A2.2) -------------
         top = sa.entry.seq
@@ -277,23 +272,7 @@ class InboundEsp(wiring.Component):
                                          (rd & ~prefix_mask) | (aad_prefix & prefix_mask), rd))
 
         # --- Tags -------------------------------------------------------------------------------
-        named = Signal()
-        m.d.comb += named.eq(sa_found & (verdict != Verdict.NO_SA) & (verdict != Verdict.MALFORMED))
-        tag = Signal(TagLayout)
-        m.d.comb += [
-            tag.verdict.eq(verdict),
-            tag.sa_valid.eq(named),
-            tag.sa_index.eq(Mux(named, sa.index, 0)),
-            tag.sa_generation.eq(Mux(named, sa.generation, 0)),
-            tag.version.eq(version),
-            tag.seq.eq(Mux(named, seq, 0)),
-        ]
-
-        # Output pipeline state.
-        out_k = Signal(LW - 4)
-        out_valid = Signal()
-        out_lastbeat = Signal()
-        out_keep = Signal(16)
+        tag = packet_tag(m, verdict=verdict, sa_found=sa_found, sa=sa, version=version, seq=seq)
 
         def finish(v):
             m.d.sync += verdict.eq(v)
@@ -623,58 +602,10 @@ class InboundEsp(wiring.Component):
                 finish(Verdict.OK)
 
             # --- Commit: counters and window, then the data, then the tag ---
-            with m.State("WRITE_BACK"):
-                m.d.comb += self.dp_hold.eq(sa_found)
-                wb = self.sa_write.payload
-                m.d.comb += [
-                    wb.index.eq(sa.index),
-                    wb.state.eq(verdict == Verdict.OK),
-                    wb.entry.eq(sa.entry),
-                    wb.entry.seq.eq(new_top),
-                    wb.window.eq(new_bits),
-                    wb.counters.eq(sa.counters),
-                ]
-                for v in contract.SA_VERDICT_COUNTERS:
-                    with m.If(verdict == v):
-                        field = getattr(sa.counters, v.name.lower())
-                        m.d.comb += getattr(wb.counters, v.name.lower()).eq(field + 1)
-                m.d.comb += self.sa_write.valid.eq(sa_found)
-                with m.If(~sa_found | self.sa_write.ready):
-                    m.d.comb += count_now.eq(1)
-                    m.d.sync += [out_k.eq(0), out_valid.eq(0)]
-                    with m.If(handed_up):
-                        m.next = "OUT"
-                    with m.Else():
-                        m.next = "TAG"
-
-            with m.State("OUT"):
-                # A 16-byte read per beat, held while the receiver stalls.
-                n_beats = (out_len + 15) >> 4
-                m.d.comb += self.o.valid.eq(out_valid)
-                advance = ~out_valid | self.o.ready
-                with m.If(advance):
-                    with m.If(out_k < n_beats):
-                        m.d.comb += [buf.r_addr.eq(out_start + (out_k << 4)), buf.r_en.eq(1)]
-                        left = out_len - (out_k << 4)
-                        m.d.sync += [out_valid.eq(1), out_k.eq(out_k + 1),
-                                     out_lastbeat.eq(left <= 16),
-                                     out_keep.eq(_lanes(Mux(left >= 16, 16, left)))]
-                    with m.Else():
-                        m.d.sync += out_valid.eq(0)
-                        with m.If(out_valid | (n_beats == 0)):
-                            m.next = "TAG"
-                m.d.comb += [
-                    self.o.payload.data.eq(rd & Cat(*(out_keep[k].replicate(8) for k in range(16)))),
-                    self.o.payload.keep.eq(out_keep),
-                    self.o.payload.last.eq(out_lastbeat),
-                    self.o.payload.user.eq(tag),
-                ]
-
-            with m.State("TAG"):
-                m.d.comb += [self.tag.valid.eq(1), self.tag.payload.tag.eq(tag),
-                             self.tag.payload.handed_up.eq(handed_up)]
-                with m.If(self.tag.ready):
-                    m.next = "IDLE"
+            handoff_states(m, self, buf=buf, sa=sa, sa_found=sa_found, verdict=verdict,
+                           seq=new_top, window=new_bits, handed_up=handed_up, tag=tag,
+                           out_start=out_start, out_len=out_len, count_now=count_now,
+                           length_width=LW)
 
         return m
 

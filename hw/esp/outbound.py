@@ -30,6 +30,7 @@ from ..contract import Algorithm, Direction, Mode, Verdict
 from ..crypto.gcm import PROFILES, GCMCore
 from ..sa_table import SaReadLayout, SaWriteLayout
 from .buffer import PacketBuffer
+from .handoff import handoff_states, packet_tag, verdict_counters
 from .inbound import _be16, _byte, _byteswap, _fold, _lanes
 from .layouts import BEAT_BYTES, TagBeat, TaggedBeat, TagLayout
 
@@ -157,11 +158,7 @@ class OutboundEsp(wiring.Component):
         m.d.comb += out_start.eq(Mux(tunnel, H - 16 - olen, H - 16))
 
         # --- Counters ---
-        count_now = Signal()
-        with m.If(count_now):
-            for k, v in enumerate(OUTBOUND_VERDICTS):
-                with m.If(verdict == v):
-                    m.d.sync += self.counters[k].eq(self.counters[k] + 1)
+        count_now = verdict_counters(m, self.counters, OUTBOUND_VERDICTS, verdict)
 
         # --- Headers to write ---
         spi = sa.entry.spi
@@ -221,21 +218,7 @@ class OutboundEsp(wiring.Component):
                                          rd))
 
         # --- Tags ---
-        named = Signal()
-        m.d.comb += named.eq(sa_found & (verdict != Verdict.NO_SA) & (verdict != Verdict.MALFORMED))
-        tag = Signal(TagLayout)
-        m.d.comb += [
-            tag.verdict.eq(verdict),
-            tag.sa_valid.eq(named),
-            tag.sa_index.eq(Mux(named, sa.index, 0)),
-            tag.sa_generation.eq(Mux(named, sa.generation, 0)),
-            tag.version.eq(version),
-            tag.seq.eq(Mux(named, seq, 0)),
-        ]
-        out_k = Signal(LW - 4)
-        out_valid = Signal()
-        out_lastbeat = Signal()
-        out_keep = Signal(16)
+        tag = packet_tag(m, verdict=verdict, sa_found=sa_found, sa=sa, version=version, seq=seq)
         handed_up = Signal()
 
         def finish(v):
@@ -485,55 +468,9 @@ class OutboundEsp(wiring.Component):
                     m.d.sync += handed_up.eq(1)
                     finish(Verdict.OK)
 
-            with m.State("WRITE_BACK"):
-                m.d.comb += self.dp_hold.eq(sa_found)
-                wb = self.sa_write.payload
-                m.d.comb += [
-                    wb.index.eq(sa.index),
-                    wb.state.eq(verdict == Verdict.OK),
-                    wb.entry.eq(sa.entry),
-                    wb.entry.seq.eq(seq),
-                    wb.window.eq(sa.window),
-                    wb.counters.eq(sa.counters),
-                ]
-                for v in contract.SA_VERDICT_COUNTERS:
-                    with m.If(verdict == v):
-                        field = getattr(sa.counters, v.name.lower())
-                        m.d.comb += getattr(wb.counters, v.name.lower()).eq(field + 1)
-                m.d.comb += self.sa_write.valid.eq(sa_found)
-                with m.If(~sa_found | self.sa_write.ready):
-                    m.d.comb += count_now.eq(1)
-                    m.d.sync += [out_k.eq(0), out_valid.eq(0)]
-                    with m.If(handed_up):
-                        m.next = "OUT"
-                    with m.Else():
-                        m.next = "TAG"
-
-            with m.State("OUT"):
-                n_beats = (out_bytes + 15) >> 4
-                m.d.comb += self.o.valid.eq(out_valid)
-                advance = ~out_valid | self.o.ready
-                with m.If(advance):
-                    with m.If(out_k < n_beats):
-                        m.d.comb += [buf.r_addr.eq(out_start + (out_k << 4)), buf.r_en.eq(1)]
-                        left = out_bytes - (out_k << 4)
-                        m.d.sync += [out_valid.eq(1), out_k.eq(out_k + 1),
-                                     out_lastbeat.eq(left <= 16),
-                                     out_keep.eq(_lanes(Mux(left >= 16, 16, left)))]
-                    with m.Else():
-                        m.d.sync += out_valid.eq(0)
-                        m.next = "TAG"
-                m.d.comb += [
-                    self.o.payload.data.eq(rd & Cat(*(out_keep[k].replicate(8) for k in range(16)))),
-                    self.o.payload.keep.eq(out_keep),
-                    self.o.payload.last.eq(out_lastbeat),
-                    self.o.payload.user.eq(tag),
-                ]
-
-            with m.State("TAG"):
-                m.d.comb += [self.tag.valid.eq(1), self.tag.payload.tag.eq(tag),
-                             self.tag.payload.handed_up.eq(handed_up)]
-                with m.If(self.tag.ready):
-                    m.next = "IDLE"
+            handoff_states(m, self, buf=buf, sa=sa, sa_found=sa_found, verdict=verdict,
+                           seq=seq, window=sa.window, handed_up=handed_up, tag=tag,
+                           out_start=out_start, out_len=out_bytes, count_now=count_now,
+                           length_width=LW)
 
         return m
