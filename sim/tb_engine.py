@@ -14,10 +14,11 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
-from ipchan.hw.contract import EngineParams, Error, Op
+from ipchan.hw.contract import Error, Op
 from ipchan.sw.driver import Engine, SaConfig
 from ipchan.sw.regs import ADDR, FIELD
 
+from .build import params_from_env
 from .cocotb_transport import CocotbTransport, run_driver
 from .scoreboard import Twin, engine_state, random_sa, random_walk
 
@@ -29,9 +30,7 @@ def cycle_pause():
 class TB:
     def __init__(self, dut):
         self.dut = dut
-        self.params = EngineParams(**{k: int(v) for k, v in
-                                      (kv.split("=") for kv in
-                                       os.environ["IPCHAN_PARAMS"].split(","))})
+        self.params = params_from_env(os.environ["IPCHAN_PARAMS"])
         # Four-state simulators start every input at X: hold reset and idle the bus first.
         dut.rst.value = 1
         for name in ("awvalid", "wvalid", "arvalid", "bready", "rready"):

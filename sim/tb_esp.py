@@ -25,8 +25,7 @@ import random
 import time
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, with_timeout
+from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotb.utils import get_time_from_sim_steps
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
@@ -90,12 +89,33 @@ def check_data(where, want_out, want_tag, frame):
 class TB(_ControlTB):
     """The control TB (clock, reset, AXI4-Lite master, driver transport) plus the six streams."""
 
+    STREAMS = ("s_axis_in", "s_axis_out", "m_axis_in_data", "m_axis_out_data", "m_axis_in_tag",
+               "m_axis_out_tag")
+
     def __init__(self, dut):
         super().__init__(dut)
-        clk, rst = dut.clk, dut.rst
+        # As for the AXI4-Lite bus: a four-state simulator starts the stream inputs at X, so they
+        # are idled at once, and the cocotbext-axi endpoints (which sample the engine's outputs
+        # every cycle) are made only once those outputs resolve after reset.
+        for port in self.STREAMS:
+            getattr(dut, f"{port}_{'tvalid' if port.startswith('s_') else 'tready'}").value = 0
+        self.source = self.data = self.tags = None
+
+    async def reset(self):
+        await super().reset()
+        if self.source is not None:
+            return
+        dut, clk, rst = self.dut, self.dut.clk, self.dut.rst
+        outputs = [getattr(dut, f"{p}_{'tready' if p.startswith('s_') else 'tvalid'}")
+                   for p in self.STREAMS]
+        for _ in range(64):
+            if all(o.value.is_resolvable for o in outputs):
+                break
+            await RisingEdge(clk)
+        else:
+            raise AssertionError("AXI4-Stream outputs never resolved after reset")
         # Quiet before they are made: each prints a banner and then one line per frame.
-        for port in ("s_axis_in", "s_axis_out", "m_axis_in_data", "m_axis_out_data",
-                     "m_axis_in_tag", "m_axis_out_tag"):
+        for port in self.STREAMS:
             logging.getLogger(f"cocotb.{dut._name}.{port}").setLevel(logging.WARNING)
         self.source = {Direction.INBOUND: AxiStreamSource(
                            AxiStreamBus.from_prefix(dut, "s_axis_in"), clk, rst),

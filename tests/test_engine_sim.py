@@ -5,12 +5,7 @@ import pytest
 
 from ipchan.hw.contract import EngineParams
 from ipchan.hw.verilog import TOP_NAME, engine_verilog
-from ipchan.sim.build import BUILD_ROOT, cached_verilog, run_cocotb
-
-
-def _params_env(params):
-    return ",".join(f"{k}={getattr(params, k)}" for k in
-                    ("n_entries", "generation_width", "version_width", "window_max"))
+from ipchan.sim.build import BUILD_ROOT, cached_verilog, params_to_env, run_cocotb
 
 
 @pytest.mark.parametrize("simulator,params", [
@@ -21,7 +16,7 @@ def _params_env(params):
 def test_engine_through_driver(request, simulator, params):
     verilog = cached_verilog("engine", lambda: engine_verilog(params), params)
     build_dir = BUILD_ROOT / "sim" / request.node.name.replace("[", "-").rstrip("]")
-    env = {"IPCHAN_PARAMS": _params_env(params)}
+    env = {"IPCHAN_PARAMS": params_to_env(params)}
     testcase = None
     if params.n_entries > 16:
         # The big table: the random walk only (the other tests cover logic, not size).

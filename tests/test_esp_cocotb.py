@@ -2,7 +2,8 @@
 through the driver over AXI4-Lite, packets through cocotbext-axi's AXI4-Stream source and sinks,
 the golden model as scoreboard, crossed with packet sizes and idle/backpressure generators.
 
-Default run: the compact profile with three sizes. ``-m slow``: every size, both profiles.
+Default run: the compact profile, three sizes on Verilator and two on Icarus. ``-m slow``: every
+size, both profiles.
 ``-m bench -s``: clocks per packet and bits per clock, as a Markdown table.
 """
 
@@ -12,7 +13,7 @@ import pytest
 
 from ipchan.hw.contract import EngineParams
 from ipchan.hw.verilog import TOP_NAME, engine_verilog
-from ipchan.sim.build import BUILD_ROOT, cached_verilog, run_cocotb
+from ipchan.sim.build import BUILD_ROOT, cached_verilog, params_to_env, run_cocotb
 
 
 PARAMS = EngineParams(n_entries=16)
@@ -24,22 +25,25 @@ def _build_dir(request):
     return BUILD_ROOT / "sim" / request.node.name.replace("[", "-").rstrip("]")
 
 
-def _run(request, profile, *, testcase=None, env=()):
+def _run(request, profile, *, testcase=None, env=(), simulator="verilator"):
     verilog = cached_verilog(f"engine-esp-{profile}",
                              lambda: engine_verilog(PARAMS, esp=profile), PARAMS, profile)
     build_dir = _build_dir(request)
-    params = ",".join(f"{k}={getattr(PARAMS, k)}" for k in
-                      ("n_entries", "generation_width", "version_width", "window_max",
-                       "max_packet"))
-    return run_cocotb(simulator="verilator", verilog=verilog, toplevel=TOP_NAME,
+    return run_cocotb(simulator=simulator, verilog=verilog, toplevel=TOP_NAME,
                       test_module="ipchan.sim.tb_esp", build_dir=build_dir, testcase=testcase,
-                      extra_env={"IPCHAN_PARAMS": params, **dict(env)})
+                      extra_env={"IPCHAN_PARAMS": params_to_env(PARAMS), **dict(env)})
 
 
 def test_esp_engine_on_verilator(request):
     """Compact profile: sizes 64, 1500 and 41 bytes crossed with idle and backpressure, and the
     check that the scoreboard notices a one-byte difference."""
     _run(request, "compact", env={"IPCHAN_ESP_SIZES": DEFAULT_SIZES})
+
+
+def test_esp_engine_on_icarus(request):
+    """The second simulator: Icarus's four-state semantics and event scheduling, on the compact
+    profile with a short and an odd size, crossed with idle and backpressure."""
+    _run(request, "compact", env={"IPCHAN_ESP_SIZES": "64,41"}, simulator="icarus")
 
 
 @pytest.mark.slow
