@@ -9,11 +9,44 @@ from ipchan.hw.contract import EngineParams
 from .backends import BACKENDS
 
 
-def _params_from_args(args):
+def _params_from_args(args, default_entries):
+    """The engine parameters ``--entries`` asks for; on a board (``--backend serial``) without
+    ``--entries``, None: the board reports its own."""
+    if args.entries is None and args.backend == "serial":
+        return None
     try:
-        return EngineParams(n_entries=args.entries)
+        return EngineParams(n_entries=default_entries if args.entries is None else args.entries)
     except (TypeError, ValueError) as exc:
-        raise SystemExit(f"ipchan: --entries: {exc}")
+        raise ValueError(f"--entries: {exc}") from None
+
+
+def serial_options(args):
+    """``open_engine``'s keyword arguments for ``--port`` and ``--baudrate``: only the serial
+    backend takes them, so giving them to another is an error that names the option."""
+    given = {name: getattr(args, name) for name in ("port", "baudrate")
+             if getattr(args, name) is not None}
+    if args.backend == "serial":
+        if "port" not in given:
+            raise ValueError("--backend serial needs --port (a device such as /dev/ttyUSB1, or "
+                             "a pyserial URL)")
+    elif given:
+        raise ValueError(f"--{next(iter(given))} is for --backend serial, "
+                         f"not --backend {args.backend}")
+    return given
+
+
+def add_backend_arguments(parser, default, entries_default, help_backend):
+    """``--backend``, ``--entries``, ``--port`` and ``--baudrate``, shared by every command that
+    drives an engine."""
+    from .serial_transport import DEFAULT_BAUDRATE
+    parser.add_argument("--backend", choices=BACKENDS, default=default, help=help_backend)
+    parser.add_argument("--entries", type=int, default=None,
+                        help=f"SA table slots of a simulated engine (default {entries_default}; "
+                             f"a board reports its own, and if given it must match)")
+    parser.add_argument("--port", help="--backend serial: the board's serial device or a "
+                                       "pyserial URL")
+    parser.add_argument("--baudrate", type=int,
+                        help=f"--backend serial: the board's baud rate (default {DEFAULT_BAUDRATE})")
 
 
 def cmd_regmap(args):
@@ -34,9 +67,18 @@ def cmd_regmap(args):
     return 0
 
 
+DEMO_ENTRIES = 16
+
+
 def cmd_demo(args):
-    from .demo import run_demo
-    return run_demo(backend=args.backend, params=_params_from_args(args), out=sys.stdout)
+    from .demo import EngineUnavailable, run_demo
+    try:
+        options = serial_options(args)
+        return run_demo(backend=args.backend, params=_params_from_args(args, DEMO_ENTRIES),
+                        out=sys.stdout, **options)
+    except (ValueError, EngineUnavailable) as exc:
+        print(f"ipchan demo: {exc}", file=sys.stderr)
+        return 2
 
 
 def build_parser():
@@ -50,10 +92,9 @@ def build_parser():
                        description="Install SAs in the engine, look them up, commit, delete and "
                                    "reuse slots, showing indices, generations and the version "
                                    "tag as they move.")
-    p.add_argument("--backend", choices=BACKENDS, default="verilator",
-                   help="engine to drive (default: a Verilator simulation of the gateware)")
-    p.add_argument("--entries", type=int, default=16,
-                   help="SA table slots of the simulated engine (default 16)")
+    add_backend_arguments(p, "verilator", DEMO_ENTRIES,
+                          "engine to drive (default: a Verilator simulation of the gateware; "
+                          "serial: a board)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("regmap", help="write docs/regmap.md from the register contract")

@@ -3,10 +3,13 @@
 import random
 import time
 
-from ipchan.hw.contract import Direction
-
 from .backends import open_engine
 from .driver import EngineError, SaConfig
+from .link import LinkError
+
+
+class EngineUnavailable(Exception):
+    """The engine the demo was asked for could not be opened (no such port, another build...)."""
 
 
 def _sa(rng, spi, direction="inbound", algorithm="aes-gcm-16", mode="transport"):
@@ -14,7 +17,7 @@ def _sa(rng, spi, direction="inbound", algorithm="aes-gcm-16", mode="transport")
                     key=rng.randbytes(16), salt=rng.randbytes(4), replay_window=64)
 
 
-def run_demo(*, backend, params, out):
+def run_demo(*, backend, params, out, **options):
     def say(text=""):
         print(text, file=out, flush=True)
 
@@ -25,13 +28,16 @@ def run_demo(*, backend, params, out):
         return r
 
     rng = random.Random(5660)
-    say(f"ipchan demo: driving the engine on the {backend} backend "
-        f"({params.n_entries}-slot SA table).")
+    table = "the board's SA table" if params is None else f"{params.n_entries}-slot SA table"
+    say(f"ipchan demo: driving the engine on the {backend} backend ({table}).")
     if backend == "verilator":
         say("  Starting a Verilator simulation of the gateware in its own process "
             "(built once, then cached)...")
     started = time.monotonic()
-    engine = open_engine(backend, params)
+    try:
+        engine = open_engine(backend, params, **options)
+    except (LinkError, ValueError) as exc:
+        raise EngineUnavailable(f"--backend {backend}: {exc}") from exc
     with engine:
         say(f"  Connected in {time.monotonic() - started:.1f} s to {engine!r}.")
         p = engine.params
@@ -177,5 +183,5 @@ def _latching(engine, rng, say):
     km.release_latch(first.created)
     say(f"    the old connection is reset and its latch released: version {km.version()}")
     say(f"    `ipchan km serve` offers this API to other processes; `ipchan latch list` shows "
-        f"the Latch Database.")
+        "the Latch Database.")
     km.close()

@@ -48,12 +48,34 @@ def test_demo_on_model(capsys):
 
 
 def test_demo_rejects_bad_entries(capsys):
-    try:
-        main(["demo", "--backend", "model", "--entries", "12"])
-    except SystemExit as exc:
-        assert "Number of entries must be a power of two" in str(exc)
-    else:
-        raise AssertionError("--entries 12 was accepted")
+    assert main(["demo", "--backend", "model", "--entries", "12"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ipchan demo: --entries: Number of entries must be a power of two")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--backend", "serial"], "ipchan demo: --backend serial needs --port (a device such as "
+                              "/dev/ttyUSB1, or a pyserial URL)"),
+    (["--backend", "model", "--port", "/dev/ttyUSB1"],
+     "ipchan demo: --port is for --backend serial, not --backend model"),
+    (["--backend", "verilator", "--baudrate", "115200"],
+     "ipchan demo: --baudrate is for --backend serial, not --backend verilator"),
+    (["--backend", "serial", "--port", "/dev/ipchan-no-such-board"],
+     "ipchan demo: --backend serial: Cannot open serial port '/dev/ipchan-no-such-board' at "
+     "1000000 baud"),
+])
+def test_demo_backend_refusals(capsys, argv, message):
+    assert main(["demo", *argv]) == 2
+    assert capsys.readouterr().err.startswith(message)
+
+
+def test_esp_process_has_no_serial_backend(capsys):
+    # A board's link carries no packets: the ESP command keeps its two backends.
+    with pytest.raises(SystemExit) as exc:
+        main(["esp", "process", "--sa", "s.yaml", "--direction", "inbound", "--in", "i.pcap",
+              "--out", "o.pcap", "--tags", "t.jsonl", "--backend", "serial"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'serial' (choose from 'verilator', 'model')" in capsys.readouterr().err
 
 
 def test_key_manager_is_importable_from_the_host_package():

@@ -23,7 +23,7 @@ def test_random_walk_over_socket(verilator_engine):
 
 
 def test_open_engine_refuses_unknown_backend():
-    with pytest.raises(ValueError, match=r"Backend must be one of 'verilator', 'model', not 'fpga'"):
+    with pytest.raises(ValueError, match=r"Backend must be one of 'verilator', 'model', 'serial', not 'fpga'"):
         open_engine("fpga")
     with pytest.raises(TypeError, match=r"Parameters must be an EngineParams, not 16"):
         open_engine("model", 16)

@@ -58,7 +58,7 @@ class _UsageError(Exception):
 
 def add_subcommands(subparsers):
     """Add ``esp`` (with ``process``) to the ``ipchan`` command's ``subparsers``."""
-    from ipchan.sw.backends import BACKENDS
+    from ipchan.sw.backends import ESP_BACKENDS
     esp = subparsers.add_parser(
         "esp", help="ESP datapath: process packets with the engine",
         description="The engine's ESP datapath (RFC 4303 with AES-GCM, RFC 4106, and AES-GMAC, "
@@ -76,7 +76,7 @@ def add_subcommands(subparsers):
     p.add_argument("--in", dest="input", required=True, metavar="IN.pcap", help="packets in")
     p.add_argument("--out", required=True, metavar="OUT.pcap", help="packets out")
     p.add_argument("--tags", required=True, metavar="TAGS.jsonl", help="one tag per input packet")
-    p.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0],
+    p.add_argument("--backend", choices=ESP_BACKENDS, default=ESP_BACKENDS[0],
                    help="engine: the Verilator simulation of the gateware (default) or the "
                         "golden model")
     p.add_argument("--profile", choices=PROFILES, default=PROFILES[0],

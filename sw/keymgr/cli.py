@@ -1,7 +1,8 @@
 """Command-line subcommands of the key manager, for ``ipchan`` (:mod:`ipchan.sw.cli`) to add with
 :func:`add_subcommands`:
 
-    ipchan km serve --socket PATH --policy FILE [--db PATH] [--backend model|verilator]
+    ipchan km serve --socket PATH --policy FILE [--db PATH] [--backend model|verilator|serial]
+                    [--entries N] [--port DEVICE] [--baudrate N]
     ipchan latch list [--socket PATH]
     ipchan latch show HANDLE [--socket PATH]
 """
@@ -15,22 +16,28 @@ __all__ = ["add_subcommands", "DEFAULT_SOCKET"]
 
 
 DEFAULT_SOCKET = os.environ.get("IPCHAN_KM_SOCKET", "/run/ipchan/km.sock")
+#: SA table slots of a simulated engine unless ``--entries`` says otherwise.
+KM_ENTRIES = 256
 
 
 def cmd_km_serve(args):
     from ipchan.hw.contract import EngineParams
     from ipchan.sw.backends import open_engine
+    from ipchan.sw.cli import serial_options
+    from ipchan.sw.link import LinkError
 
     from .daemon import Daemon
     from .manager import KeyManager
     from .policy import load_policy
     try:
         spd, pad = load_policy(args.policy) if args.policy else ([], [])
-        params = EngineParams(n_entries=args.entries)
-    except (OSError, TypeError, ValueError) as e:
+        params = (None if args.entries is None and args.backend == "serial" else
+                  EngineParams(n_entries=KM_ENTRIES if args.entries is None else args.entries))
+        options = serial_options(args)
+        engine = open_engine(args.backend, params, **options)
+    except (OSError, TypeError, ValueError, LinkError) as e:
         print(f"ipchan km serve: {e}", file=sys.stderr)
         return 2
-    engine = open_engine(args.backend, params)
     km = KeyManager(engine, spd=spd, pad=pad, db=args.db, spd_change=args.spd_change,
                     conflict=args.conflict)
     if km.restart_report is not None:
@@ -84,7 +91,7 @@ def cmd_latch_show(args):
 
 def add_subcommands(subparsers):
     """Add ``km`` and ``latch`` to an ``argparse`` subparsers object; each leaf sets ``func``."""
-    from ipchan.sw.backends import BACKENDS
+    from ipchan.sw.cli import add_backend_arguments
 
     km = subparsers.add_parser("km", help="the key manager (connection latching)")
     km_sub = km.add_subparsers(dest="km_command", metavar="COMMAND")
@@ -95,8 +102,9 @@ def add_subcommands(subparsers):
     p.add_argument("--socket", default=DEFAULT_SOCKET, help=f"socket path (default {DEFAULT_SOCKET})")
     p.add_argument("--policy", help="YAML file with the SPD and PAD")
     p.add_argument("--db", default=":memory:", help="SQLite file for the LD and SAD (default: in memory)")
-    p.add_argument("--backend", choices=BACKENDS, default="model", help="engine (default: golden model)")
-    p.add_argument("--entries", type=int, default=256, help="SA table slots (default 256)")
+    add_backend_arguments(p, "model", KM_ENTRIES,
+                          "engine (default: golden model; verilator: the simulated gateware; "
+                          "serial: a board)")
     p.add_argument("--spd-change", choices=("preserve", "break"), default="preserve",
                    help="SPD changes that would lower a latch's protection (default preserve)")
     p.add_argument("--conflict", choices=("terminate", "reject"), default="terminate",

@@ -21,6 +21,7 @@ from amaranth.sim import Simulator
 from ipchan.boards.top import SerialEngine, frame_timeout_cycles
 from ipchan.hw.contract import EngineParams
 from ipchan.hw.uart import baud_divisor
+from ipchan.sw.backends import open_engine
 from ipchan.sw.driver import Engine, SaConfig
 from ipchan.sw.serial_transport import FRAME_TIMEOUT, SerialTransport
 
@@ -53,7 +54,7 @@ class SocketUart:
         self.listener.setblocking(False)
         self.port = self.listener.getsockname()[1]
         self.conn = None
-        self.closed = False  # the host hung up
+        self.hangups = 0  # connections the host has closed (it may open another)
         self.to_board = bytearray()
         self.sent = 0  # bytes put on rx
         self.from_board = bytearray()  # every byte the board sent, for the record
@@ -78,18 +79,21 @@ class SocketUart:
         if data:
             self.to_board += data
         else:
-            self.closed = True
+            self.conn.close()
+            self.conn = None
+            self.hangups += 1
 
     async def drive_rx(self, ctx, host_alive):
-        """Critical testbench: the host's bytes onto ``rx``, until the host hangs up."""
+        """Critical testbench: the host's bytes onto ``rx``, until the host is done and has hung
+        up (it may connect several times)."""
         rx = self.dut.rx
         start = time.monotonic()
-        while not self.closed:
+        while True:
             if time.monotonic() - start > DEADLINE:
                 raise TimeoutError(f"The host did not finish within {DEADLINE} s "
                                    f"({self.cycles} cycles simulated)")
             if self.conn is None and not host_alive():
-                return  # the host gave up before it connected; its thread has the error
+                return  # done, or gave up; its thread has any error
             self._poll()
             if not self.to_board:
                 await ctx.tick().repeat(POLL_CYCLES)
@@ -121,7 +125,7 @@ class SocketUart:
                 await ctx.tick().repeat(self.divisor)
                 assert ctx.get(tx) == 1, f"stop bit of {byte:#04x} is low"
                 self.from_board.append(byte)
-                if self.conn is not None and not self.closed:
+                if self.conn is not None:
                     self.conn.sendall(bytes([byte]))
 
     def close(self):
@@ -168,33 +172,35 @@ def test_driver_through_serial_transport_on_simulated_board():
 
     def host():
         try:
-            with SerialTransport(f"socket://127.0.0.1:{uart.port}", baudrate=SIM_BAUDRATE,
-                                 timeout=30.0) as transport:
-                # The UART the testbench plays uses the transport's own rate.
-                uart.divisor = round(SIM_CLK_FREQ / transport.baudrate)
-                engine = Engine(transport)
+            url = f"socket://127.0.0.1:{uart.port}"
+            # The way the CLI opens a board (`--backend serial --port URL`). Configured for
+            # another table, it is refused, naming the difference ...
+            try:
+                open_engine("serial", EngineParams(n_entries=8), port=url,
+                            baudrate=SIM_BAUDRATE, timeout=30.0)
+            except ValueError as exc:
+                result["mismatch"] = str(exc)
+            # ... and without parameters it takes the board's own.
+            with open_engine("serial", port=url, baudrate=SIM_BAUDRATE, timeout=30.0) as engine:
+                transport = engine.transport
+                assert isinstance(transport, SerialTransport)
+                assert transport.baudrate == SIM_BAUDRATE
                 assert engine.params == PARAMS
                 session(engine, Engine.for_model(PARAMS), log)
                 result["cycles"] = transport.cycles()
         except BaseException as exc:  # re-raised in the test's own thread
             result["error"] = exc
 
-    uart = SocketUart(dut, divisor=None)
+    # The UART the testbench plays uses the rate the transport is opened with.
+    uart = SocketUart(dut, divisor=round(SIM_CLK_FREQ / SIM_BAUDRATE))
     thread = threading.Thread(target=host, name="serial-host", daemon=True)
     sim = Simulator(dut)
     sim.add_clock(1 / SIM_CLK_FREQ)
 
     async def rx_bench(ctx):
-        # The host sets the bit time from its baud rate before it sends anything.
-        while uart.divisor is None:
-            if not thread.is_alive():
-                return
-            await ctx.tick().repeat(POLL_CYCLES)
         await uart.drive_rx(ctx, thread.is_alive)
 
     async def tx_bench(ctx):
-        while uart.divisor is None:
-            await ctx.tick().repeat(POLL_CYCLES)
         await uart.watch_tx(ctx)
 
     sim.add_testbench(rx_bench)
@@ -209,6 +215,9 @@ def test_driver_through_serial_transport_on_simulated_board():
     seconds = time.monotonic() - start
     if "error" in result:
         raise result["error"]
+    assert result.get("mismatch") == ("The board on socket://127.0.0.1:%d was built with other "
+                                      "parameters: n_entries 4 (not 8)" % uart.port)
+    assert uart.hangups == 2
     assert [what for what, _ in log][-1] == "counters"
     # No byte was lost on the way in (the sticky light stayed off) ...
     assert not uart.link_error_seen

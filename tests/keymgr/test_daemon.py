@@ -197,6 +197,19 @@ def test_km_serve_refuses_a_bad_policy_file(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["--backend", "serial"], "ipchan km serve: --backend serial needs --port"),
+    (["--backend", "serial", "--port", "/dev/ipchan-no-such-board"],
+     "ipchan km serve: Cannot open serial port '/dev/ipchan-no-such-board' at 1000000 baud"),
+    (["--port", "/dev/ttyUSB1"], "ipchan km serve: --port is for --backend serial, not --backend model"),
+])
+def test_km_serve_refuses_a_board_it_cannot_reach(tmp_path, capsys, argv, message):
+    from ipchan.sw.keymgr.cli import main
+    assert main(["km", "serve", "--socket", str(tmp_path / "s"), *argv]) == 2
+    assert capsys.readouterr().err.startswith(message)
+    assert not (tmp_path / "s").exists()
+
+
 def _wire_proposal(ike, peer, ft):
     """A child-SA proposal as an IKE daemon in another process sends it (JSON, keys in hex)."""
     from ipchan.sw.keymgr.selectors import decode_addr
