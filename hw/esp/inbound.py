@@ -1,11 +1,12 @@
 """The inbound ESP datapath: IPv4/IPv6 packets carrying ESP in, authenticated plaintext out.
 
-One packet at a time, store and forward, in the order of ``docs/esp.md`` and
+Store and forward, in the order of ``docs/esp.md`` and
 :class:`ipchan.sw.esp.datapath.EspDatapathModel` (the normative text; this module follows it step
-for step):
+for step). The :class:`~.ring.PacketRing` lets three packets be at different steps at once: one
+received, one processed (steps 2 to 7, one packet at a time, in order) and one sent.
 
-1. **Receive** the whole packet into the :class:`~.buffer.PacketBuffer` (longer than
-   ``max_packet``, or a ``keep`` that is not all ones before the last beat: ``malformed``).
+1. **Receive** the whole packet into a free buffer of the ring (longer than ``max_packet``, or a
+   ``keep`` that is not all ones before the last beat: ``malformed``).
 2. **Parse** the IP header strictly: IPv4 (version, IHL, total length, header checksum, no
    fragment, protocol 50) or IPv6 (payload length, then up to
    :data:`~ipchan.hw.contract.IPV6_MAX_EXT_HEADERS` Hop-by-Hop/Routing/Destination Options
@@ -36,8 +37,8 @@ from .. import contract
 from ..contract import Algorithm, Direction, Mode, Verdict
 from ..crypto.gcm import PROFILES, GCMCore
 from ..sa_table import LookupResultLayout, SaReadLayout, SaWriteLayout
-from .buffer import PacketBuffer
-from .handoff import handoff_states, lanes, packet_tag, verdict_counters
+from .handoff import handoff_states, lanes, packet_sender, packet_tag, verdict_counters
+from .ring import PacketRing
 from .layouts import PacketBeat, TagBeat, TaggedBeat
 
 
@@ -127,7 +128,10 @@ class InboundEsp(wiring.Component):
     def elaborate(self, platform):
         p = self._params
         m = Module()
-        m.submodules.buf = buf = PacketBuffer(p.max_packet)
+        m.submodules.ring = ring = PacketRing(p.max_packet, base=0, max_packet=p.max_packet,
+                                              beat=PacketBeat)
+        wiring.connect(m, wiring.flipped(self.i), ring.i)
+        buf = ring.proc                           # this packet's buffer, while it is processed
         m.submodules.gcm = gcm = GCMCore(self.profile)
         LW = 17                                   # byte positions and lengths (up to 65536)
 
@@ -273,6 +277,7 @@ class InboundEsp(wiring.Component):
 
         # --- Tags -------------------------------------------------------------------------------
         tag = packet_tag(m, verdict=verdict, sa_found=sa_found, sa=sa, version=version, seq=seq)
+        slot = packet_sender(m, self, port=ring.send, done=ring.send_done, length_width=LW)
 
         def finish(v):
             m.d.sync += verdict.eq(v)
@@ -280,32 +285,14 @@ class InboundEsp(wiring.Component):
 
         with m.FSM(name="inbound"):
             with m.State("IDLE"):
-                m.d.sync += [plen.eq(0), too_long.eq(0), rx_bad.eq(0), sa_found.eq(0),
-                             handed_up.eq(0), seq.eq(0)]
-                m.next = "RX"
-
-            with m.State("RX"):
-                beat = self.i.payload
-                n = Signal(5)
-                # Bytes in this beat: the run of ones from byte 0 of keep.
-                m.d.comb += n.eq(16)
-                for k in reversed(range(16)):
-                    with m.If(~beat.keep[k]):
-                        m.d.comb += n.eq(k)
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(self.i.valid):
-                    fits = plen + n <= p.max_packet
-                    m.d.comb += [
-                        buf.w_addr.eq(plen), buf.w_data.eq(beat.data),
-                        buf.w_mask.eq(_lanes(n)), buf.w_en.eq(fits & ~too_long),
-                    ]
-                    m.d.sync += plen.eq(Mux(fits & ~too_long, plen + n, plen))
-                    with m.If(~fits):
-                        m.d.sync += too_long.eq(1)
-                    with m.If(~beat.last & (n != 16)):
-                        m.d.sync += rx_bad.eq(1)
-                    with m.If(beat.last):
-                        m.next = "PARSE_A"
+                # The next packet the ring has received (see ring.py for the other two stages).
+                m.d.comb += ring.received.ready.eq(1)
+                with m.If(ring.received.valid):
+                    got = ring.received.payload
+                    m.d.sync += [plen.eq(got.plen), too_long.eq(got.too_long),
+                                 rx_bad.eq(got.rx_bad), sa_found.eq(0), handed_up.eq(0),
+                                 seq.eq(0)]
+                    m.next = "PARSE_A"
 
             # --- IP header ---
             with m.State("PARSE_A"):
@@ -602,10 +589,10 @@ class InboundEsp(wiring.Component):
                 finish(Verdict.OK)
 
             # --- Commit: counters and window, then the data, then the tag ---
-            handoff_states(m, self, buf=buf, sa=sa, sa_found=sa_found, verdict=verdict,
-                           seq=new_top, window=new_bits, handed_up=handed_up, tag=tag,
-                           out_start=out_start, out_len=out_len, count_now=count_now,
-                           length_width=LW)
+            handoff_states(m, self, sa=sa, sa_found=sa_found, verdict=verdict, seq=new_top,
+                           window=new_bits, handed_up=handed_up, tag=tag, out_start=out_start,
+                           out_len=out_len, count_now=count_now, slot=slot,
+                           proc_done=ring.proc_done)
 
         return m
 

@@ -1,9 +1,11 @@
 """The outbound ESP datapath: a plaintext IP packet and the slot of its SA in, ESP out.
 
-One packet at a time, store and forward, in the order of ``docs/esp.md`` and
-:meth:`ipchan.sw.esp.datapath.EspDatapathModel.outbound` (the normative text):
+Store and forward, in the order of ``docs/esp.md`` and
+:meth:`ipchan.sw.esp.datapath.EspDatapathModel.outbound` (the normative text); as inbound, the
+:class:`~.ring.PacketRing` receives one packet while the one before is processed (one at a time,
+in order) and the one before that is sent.
 
-1. **Receive** the packet into the :class:`~.buffer.PacketBuffer` behind 64 bytes of headroom
+1. **Receive** the packet into a free buffer of the ring behind 64 bytes of headroom
    (room for an outer IPv6 header, the ESP header and the IV); the SA's slot comes with the first
    beat (``sa_index``).
 2. **SA**: the slot is read; beyond the table, not visible or not outbound: ``no_sa``.
@@ -29,8 +31,8 @@ from .. import contract
 from ..contract import Algorithm, Direction, Mode, Verdict
 from ..crypto.gcm import PROFILES, GCMCore
 from ..sa_table import SaReadLayout, SaWriteLayout
-from .buffer import PacketBuffer
-from .handoff import handoff_states, packet_tag, verdict_counters
+from .handoff import handoff_states, packet_sender, packet_tag, verdict_counters
+from .ring import PacketRing
 from .inbound import _be16, _byte, _byteswap, _fold, _lanes
 from .layouts import BEAT_BYTES, TagBeat, TaggedBeat, TagLayout
 
@@ -89,7 +91,10 @@ class OutboundEsp(wiring.Component):
         p = self._params
         m = Module()
         H = HEADROOM
-        m.submodules.buf = buf = PacketBuffer(H + p.max_packet + 32)
+        m.submodules.ring = ring = PacketRing(H + p.max_packet + 32, base=H,
+                                              max_packet=p.max_packet, beat=OutboundBeat)
+        wiring.connect(m, wiring.flipped(self.i), ring.i)
+        buf = ring.proc                           # this packet's buffer, while it is processed
         m.submodules.gcm = gcm = GCMCore(self.profile)
         LW = 18
         rd = buf.r_data
@@ -97,7 +102,6 @@ class OutboundEsp(wiring.Component):
         plen = Signal(LW)
         too_long = Signal()
         rx_bad = Signal()
-        first = Signal()
         index_in = Signal(16)
         ver6 = Signal()
         hl = Signal(LW)                          # transport: the header that stays in front
@@ -219,6 +223,7 @@ class OutboundEsp(wiring.Component):
 
         # --- Tags ---
         tag = packet_tag(m, verdict=verdict, sa_found=sa_found, sa=sa, version=version, seq=seq)
+        slot = packet_sender(m, self, port=ring.send, done=ring.send_done, length_width=LW)
         handed_up = Signal()
 
         def finish(v):
@@ -227,31 +232,14 @@ class OutboundEsp(wiring.Component):
 
         with m.FSM(name="outbound"):
             with m.State("IDLE"):
-                m.d.sync += [plen.eq(0), too_long.eq(0), rx_bad.eq(0), sa_found.eq(0),
-                             handed_up.eq(0), seq.eq(0), first.eq(1)]
-                m.next = "RX"
-
-            with m.State("RX"):
-                beat = self.i.payload
-                n = Signal(5)
-                m.d.comb += n.eq(16)
-                for k in reversed(range(16)):
-                    with m.If(~beat.keep[k]):
-                        m.d.comb += n.eq(k)
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(self.i.valid):
-                    fits = plen + n <= p.max_packet
-                    m.d.comb += [buf.w_addr.eq(H + plen), buf.w_data.eq(beat.data),
-                                 buf.w_mask.eq(_lanes(n)), buf.w_en.eq(fits & ~too_long)]
-                    m.d.sync += [plen.eq(Mux(fits & ~too_long, plen + n, plen)), first.eq(0)]
-                    with m.If(first):
-                        m.d.sync += index_in.eq(beat.sa_index)
-                    with m.If(~fits):
-                        m.d.sync += too_long.eq(1)
-                    with m.If(~beat.last & (n != 16)):
-                        m.d.sync += rx_bad.eq(1)
-                    with m.If(beat.last):
-                        m.next = "SA"
+                # The next packet the ring has received (see ring.py for the other two stages).
+                m.d.comb += ring.received.ready.eq(1)
+                with m.If(ring.received.valid):
+                    got = ring.received.payload
+                    m.d.sync += [plen.eq(got.plen), too_long.eq(got.too_long),
+                                 rx_bad.eq(got.rx_bad), index_in.eq(got.user), sa_found.eq(0),
+                                 handed_up.eq(0), seq.eq(0)]
+                    m.next = "SA"
 
             with m.State("SA"):
                 m.d.sync += [version.eq(self.version), sa.index.eq(index_in)]
@@ -468,9 +456,9 @@ class OutboundEsp(wiring.Component):
                     m.d.sync += handed_up.eq(1)
                     finish(Verdict.OK)
 
-            handoff_states(m, self, buf=buf, sa=sa, sa_found=sa_found, verdict=verdict,
-                           seq=seq, window=sa.window, handed_up=handed_up, tag=tag,
-                           out_start=out_start, out_len=out_bytes, count_now=count_now,
-                           length_width=LW)
+            handoff_states(m, self, sa=sa, sa_found=sa_found, verdict=verdict, seq=seq,
+                           window=sa.window, handed_up=handed_up, tag=tag, out_start=out_start,
+                           out_len=out_bytes, count_now=count_now, slot=slot,
+                           proc_done=ring.proc_done)
 
         return m
