@@ -102,7 +102,8 @@ def params_from_env(text):
             try:
                 values[name] = int(value, 0)
             except ValueError:
-                raise ValueError(f"IPCHAN_PARAMS {name} must be an integer, not {value!r}") from None
+                raise ValueError(f"IPCHAN_PARAMS {name} must be an integer, "
+                                 f"not {value!r}") from None
     return EngineParams(**values)
 
 

@@ -46,7 +46,8 @@ def add_backend_arguments(parser, default, entries_default, help_backend):
     parser.add_argument("--port", help="--backend serial: the board's serial device or a "
                                        "pyserial URL")
     parser.add_argument("--baudrate", type=int,
-                        help=f"--backend serial: the board's baud rate (default {DEFAULT_BAUDRATE})")
+                        help=f"--backend serial: the board's baud rate "
+                             f"(default {DEFAULT_BAUDRATE})")
 
 
 def cmd_regmap(args):

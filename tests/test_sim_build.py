@@ -35,7 +35,8 @@ def test_params_from_env_names_the_bad_item(text, message):
 
 
 def test_params_to_env_wants_engine_params():
-    with pytest.raises(TypeError, match=r"Parameters must be an EngineParams, not \{'n_entries': 16\}"):
+    with pytest.raises(TypeError,
+                       match=r"Parameters must be an EngineParams, not \{'n_entries': 16\}"):
         params_to_env({"n_entries": 16})
 
 
@@ -70,7 +71,8 @@ def test_icarus_copy_kicks_every_combinational_block(tmp_path):
     patched = out.read_text()
     assert patched == text.replace(
         "dump_module$1  = 0;\n",
-        "dump_module$1  = 0;\n  initial #1 \\$auto$verilog_backend.cc:2355:dump_module$1  = 1'h1;\n")
+        "dump_module$1  = 0;\n"
+        "  initial #1 \\$auto$verilog_backend.cc:2355:dump_module$1  = 1'h1;\n")
     assert source.read_text() == text          # the cached Verilog is left as it was
 
 

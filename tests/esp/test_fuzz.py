@@ -18,7 +18,7 @@ from ipchan.sw.esp.packet import build_ipv4, build_ipv6, parse_ip
 
 from .helpers import Rig
 
-#: IPv6 "no next header" (RFC 8200 section 4.7), which ESP uses to mark a dummy packet (RFC 4303 2.6).
+#: IPv6 "no next header" (RFC 8200 section 4.7), ESP's mark of a dummy packet (RFC 4303 2.6).
 PROTO_NONE = 59
 
 DEFAULT_EXAMPLES = 400
