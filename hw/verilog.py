@@ -31,7 +31,7 @@ from . import contract
 from .engine import Engine
 
 
-__all__ = ["TOP_NAME", "EngineTop", "engine_verilog", "design_hash"]
+__all__ = ["TOP_NAME", "STREAM_PORTS", "EngineTop", "engine_verilog", "design_hash"]
 
 TOP_NAME = "ipchan_engine"
 
@@ -45,6 +45,8 @@ _AXIS_FIELDS = {
     "m_axis_out_data": {"data": "tdata", "keep": "tkeep", "last": "tlast", "user": "tuser"},
     "m_axis_out_tag": {None: "tdata"},
 }
+#: The top's AXI4-Stream ports, by name prefix (``s_`` in, ``m_`` out).
+STREAM_PORTS = tuple(_AXIS_FIELDS)
 
 
 class EngineTop(Elaboratable):

@@ -31,6 +31,7 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 
 from ipchan.hw import contract
 from ipchan.hw.contract import Direction, EngineParams, Verdict
+from ipchan.hw.verilog import STREAM_PORTS
 from ipchan.sw.driver import Engine, SaConfig
 from ipchan.sw.esp.datapath import EspDatapathModel
 from ipchan.sw.esp.packet import build_ipv4, build_ipv6
@@ -89,8 +90,7 @@ def check_data(where, want_out, want_tag, frame):
 class TB(_ControlTB):
     """The control TB (clock, reset, AXI4-Lite master, driver transport) plus the six streams."""
 
-    STREAMS = ("s_axis_in", "s_axis_out", "m_axis_in_data", "m_axis_out_data", "m_axis_in_tag",
-               "m_axis_out_tag")
+    STREAMS = STREAM_PORTS
 
     def __init__(self, dut):
         super().__init__(dut)

@@ -21,9 +21,10 @@ from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import contract
 from .buffer import PacketBuffer
 from .handoff import lanes
-from .layouts import BEAT_BYTES
+from .layouts import BEAT_BYTES, TagLayout
 
 
 __all__ = ["RING_DEPTH", "RxInfoLayout", "buffer_port", "PacketRing"]
@@ -33,8 +34,11 @@ RING_DEPTH = 3
 
 #: What the receiver saw of a packet: its length (bytes kept, at most ``max_packet``), whether it
 #: was longer than that, whether a beat before the last was short, and the first beat's
-#: ``sa_index`` (outbound; 0 when the beats have none).
-RxInfoLayout = data.StructLayout({"plen": 18, "too_long": 1, "rx_bad": 1, "user": 16})
+#: ``sa_index`` (outbound; 0 when the beats have none). ``plen`` holds a length up to
+#: :data:`~ipchan.hw.contract.IP_MAX_PACKET` bytes.
+RxInfoLayout = data.StructLayout({"plen": (contract.IP_MAX_PACKET + 1).bit_length(),
+                                  "too_long": 1, "rx_bad": 1,
+                                  "user": TagLayout["sa_index"].shape})
 
 
 def buffer_port(addr_width, *, writes):
@@ -94,11 +98,11 @@ class PacketRing(wiring.Component):
             return Mux(idx == D - 1, 0, idx + 1)
 
         # --- Receiver ---------------------------------------------------------------------------
-        plen = Signal(18)
+        plen = Signal(RxInfoLayout["plen"].shape)
         too_long = Signal()
         rx_bad = Signal()
         first = Signal(init=1)
-        user = Signal(16)
+        user = Signal(RxInfoLayout["user"].shape)
         beat = self.i.payload
         n = Signal(range(BEAT_BYTES + 1))
         # Bytes in this beat: the run of ones from byte 0 of keep.

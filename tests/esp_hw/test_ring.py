@@ -32,11 +32,16 @@ async def send(ctx, ring, data, sa_index=None):
     ctx.set(ring.i.valid, 0)
 
 
+async def pulse(ctx, signal):
+    """``signal`` high for one clock."""
+    ctx.set(signal, 1)
+    await ctx.tick()
+    ctx.set(signal, 0)
+
+
 async def read(ctx, port, addr):
     ctx.set(port.r_addr, addr)
-    ctx.set(port.r_en, 1)
-    await ctx.tick()
-    ctx.set(port.r_en, 0)
+    await pulse(ctx, port.r_en)
     return ctx.get(port.r_data).to_bytes(16, "little")
 
 
@@ -66,56 +71,38 @@ def test_three_stages_own_the_buffers_in_turn():
         assert ctx.get(ring.received.valid)
         info = ctx.get(ring.received.payload)
         seen["info0"] = (info.plen, info.too_long, info.rx_bad, info.user)
-        ctx.set(ring.received.ready, 1)
-        await ctx.tick()
-        ctx.set(ring.received.ready, 0)
+        await pulse(ctx, ring.received.ready)
         seen["valid_while_busy"] = ctx.get(ring.received.valid)
         seen["proc0"] = await read(ctx, ring.proc, 16)
         # It writes over its packet, and hands the buffer to the sender.
         ctx.set(ring.proc.w_addr, 16)
         ctx.set(ring.proc.w_data, int.from_bytes(b"X" * 16, "little"))
         ctx.set(ring.proc.w_mask, 0xFFFF)
-        ctx.set(ring.proc.w_en, 1)
-        await ctx.tick()
-        ctx.set(ring.proc.w_en, 0)
-        ctx.set(ring.proc_done, 1)
-        await ctx.tick()
-        ctx.set(ring.proc_done, 0)
+        await pulse(ctx, ring.proc.w_en)
+        await pulse(ctx, ring.proc_done)
         # Still all three taken (one sending, two received), so the fourth packet waits ...
         seen["ready_sending"] = ctx.get(ring.i.ready)
         # ... while the processor takes the second and the sender reads the first.
         info = ctx.get(ring.received.payload)
         seen["info1"] = (info.plen, info.user)
-        ctx.set(ring.received.ready, 1)
-        await ctx.tick()
-        ctx.set(ring.received.ready, 0)
+        await pulse(ctx, ring.received.ready)
         seen["send0"] = await read(ctx, ring.send, 16)
         seen["proc1"] = await read(ctx, ring.proc, 16 + 16)
-        ctx.set(ring.send_done, 1)
-        await ctx.tick()
-        ctx.set(ring.send_done, 0)
+        await pulse(ctx, ring.send_done)
         # The first buffer is free again: the fourth packet goes into it.
         seen["ready_after_send"] = ctx.get(ring.i.ready)
         await send(ctx, ring, packets[3], sa_index=0x43)
-        ctx.set(ring.proc_done, 1)
-        await ctx.tick()
-        ctx.set(ring.proc_done, 0)
+        await pulse(ctx, ring.proc_done)
         ctx.set(ring.send_done, 1)       # the second, sent at once
         await ctx.tick()
         ctx.set(ring.send_done, 0)
         for k in (2, 3):
             info = ctx.get(ring.received.payload)
             seen[f"info{k}"] = (info.plen, info.user)
-            ctx.set(ring.received.ready, 1)
-            await ctx.tick()
-            ctx.set(ring.received.ready, 0)
+            await pulse(ctx, ring.received.ready)
             seen[f"proc{k}"] = await read(ctx, ring.proc, 16)
-            ctx.set(ring.proc_done, 1)
-            await ctx.tick()
-            ctx.set(ring.proc_done, 0)
-            ctx.set(ring.send_done, 1)
-            await ctx.tick()
-            ctx.set(ring.send_done, 0)
+            await pulse(ctx, ring.proc_done)
+            await pulse(ctx, ring.send_done)
 
     run(ring, bench)
     assert seen["ready_when_full"] == 0
@@ -149,15 +136,9 @@ def test_receiver_flags_long_and_short_beats():
         for _ in range(3):
             info = ctx.get(ring.received.payload)
             seen.append((info.plen, info.too_long, info.rx_bad))
-            ctx.set(ring.received.ready, 1)
-            await ctx.tick()
-            ctx.set(ring.received.ready, 0)
-            ctx.set(ring.proc_done, 1)
-            await ctx.tick()
-            ctx.set(ring.proc_done, 0)
-            ctx.set(ring.send_done, 1)
-            await ctx.tick()
-            ctx.set(ring.send_done, 0)
+            await pulse(ctx, ring.received.ready)
+            await pulse(ctx, ring.proc_done)
+            await pulse(ctx, ring.send_done)
 
     run(ring, bench)
     assert seen == [(32, 1, 0), (24, 0, 1), (40, 0, 0)]
