@@ -9,7 +9,7 @@ from ipchan.hw.contract import EngineParams
 from .backends import BACKENDS
 
 
-def _params_from_args(args, default_entries):
+def params_from_args(args, default_entries):
     """The engine parameters ``--entries`` asks for; on a board (``--backend serial``) without
     ``--entries``, None: the board reports its own."""
     if args.entries is None and args.backend == "serial":
@@ -75,7 +75,7 @@ def cmd_demo(args):
     from .demo import EngineUnavailable, run_demo
     try:
         options = serial_options(args)
-        return run_demo(backend=args.backend, params=_params_from_args(args, DEMO_ENTRIES),
+        return run_demo(backend=args.backend, params=params_from_args(args, DEMO_ENTRIES),
                         out=sys.stdout, **options)
     except (ValueError, EngineUnavailable) as exc:
         print(f"ipchan demo: {exc}", file=sys.stderr)

@@ -21,9 +21,8 @@ KM_ENTRIES = 256
 
 
 def cmd_km_serve(args):
-    from ipchan.hw.contract import EngineParams
     from ipchan.sw.backends import open_engine
-    from ipchan.sw.cli import serial_options
+    from ipchan.sw.cli import params_from_args, serial_options
     from ipchan.sw.link import LinkError
 
     from .daemon import Daemon
@@ -31,8 +30,7 @@ def cmd_km_serve(args):
     from .policy import load_policy
     try:
         spd, pad = load_policy(args.policy) if args.policy else ([], [])
-        params = (None if args.entries is None and args.backend == "serial" else
-                  EngineParams(n_entries=KM_ENTRIES if args.entries is None else args.entries))
+        params = params_from_args(args, KM_ENTRIES)
         options = serial_options(args)
         engine = open_engine(args.backend, params, **options)
     except (OSError, TypeError, ValueError, LinkError) as e:
