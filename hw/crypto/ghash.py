@@ -34,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 from .aes import wire
 
 
-__all__ = ["GHASHBlock", "GHASHSerial", "GHASHPipelined", "make_ghash",
+__all__ = ["GHASHBlock", "GHASHSerial", "GHASHPipelined", "GHASHLanes", "make_ghash",
            "to_poly", "clmul", "reduce_poly", "REMAINING_WIDTH"]
 
 
@@ -221,6 +221,165 @@ class GHASHPipelined(wiring.Component):
         with m.If(self.h.valid & self.h.ready):
             m.d.sync += [powers[1].eq(to_poly(self.h.payload)), computing.eq(1),
                          next_power.eq(2)]
+        return m
+
+
+class GHASHLanes(wiring.Component):
+    """GHASH from :attr:`LANES` independent digit-serial multipliers: one block per clock.
+
+    Each lane is :class:`GHASHSerial`'s datapath with a 32-bit digit: it takes a block, then
+    multiplies for ``128 / 32 = 4`` clocks, so with five lanes taken in turn one block enters
+    every clock. Lane ``j`` gets the blocks ``i = j, j + 5, ...`` of a message and accumulates
+    ``Y <- (Y xor X) * H^5``; the last five blocks of a message are multiplied by
+    ``H^5 .. H^1`` instead (by ``remaining``), which leaves each lane's share of ``Y_n`` exact,
+    and the shares are XORed as they come out. Blocks finish in the order they came, five clocks
+    after they reached the lanes.
+
+    Why lanes and not one pipelined 128x128 multiplier (:class:`GHASHPipelined`): there, the
+    four 128x32 partial products all read one 128-bit operand register, so every operand bit
+    fans out to 128 LUTs and the multiplier is one dense block that nextpnr's router struggles
+    with on the ECP5-85F. Here each lane has its own operand registers and its multiplier only
+    reaches its own accumulator: five blocks, each the size of the 32-bit digit-serial multiplier.
+
+    Timing: a block first enters an input register, together with its power of H already
+    selected, so neither the producer's handshake logic nor the power multiplexer reaches a lane;
+    ``i.ready`` is a register. A lane is always free when its turn comes back (the four other
+    lanes take at least four clocks), so the lanes need no handshake of their own.
+
+    ``H^2 .. H^5`` are computed on the lanes after ``h`` (three rounds of one or two products), so
+    ``h`` is not ready for 18 clocks. A message's last block is followed by no other block until
+    its result has left on ``o`` (the GCM core waits for that result anyway).
+    """
+
+    DIGIT = 32
+    #: Multiplier steps per block.
+    STEPS = 128 // DIGIT
+    #: One lane per clock of a block's passage: the clock that takes it and the steps.
+    LANES = STEPS + 1
+
+    # The powers are computed in rounds of (lane, target, operand a, operand h):
+    # H^2 = H * H; then H^3 = H^2 * H and H^4 = H^2 * H^2; then H^5 = H^4 * H.
+    _POWER_ROUNDS = (((0, 2, 1, 1),), ((0, 3, 2, 1), (1, 4, 2, 2)), ((0, 5, 4, 1),))
+
+    def __init__(self):
+        super().__init__(_signature())
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, steps, d = self.LANES, self.STEPS, self.DIGIT
+
+        powers = Array(Signal(128, name=f"h_pow{k}") for k in range(lanes + 1))  # [0] unused
+        computing = Signal()                    # computing H^2 .. H^5
+        power_round = Signal(range(len(self._POWER_ROUNDS) + 1))
+        round_started = Signal()
+        # A message's last block was taken and its result has not left yet.
+        finishing = Signal()
+        turn = Signal(lanes, init=1)            # one-hot: the lane that takes the next block
+        share = Signal(128)                     # XOR of the finished lanes' shares so far
+
+        # The input register: a block (polynomial order), its power of H and its flags.
+        in_valid = Signal()
+        in_block = Signal(128)
+        in_power = Signal(128)
+        in_fin = Signal()                       # one of the message's last five blocks
+        in_last = Signal()
+
+        lane_a = [Signal(128, name=f"lane{j}_a") for j in range(lanes)]
+        lane_h = [Signal(128, name=f"lane{j}_h") for j in range(lanes)]
+        lane_z = [Signal(128, name=f"lane{j}_z") for j in range(lanes)]
+        count = [Signal(range(steps + 1), name=f"lane{j}_count") for j in range(lanes)]
+        busy = [Signal(name=f"lane{j}_busy") for j in range(lanes)]
+        # The lane's Y is zero: its last block of a message (or none) has been taken.
+        fresh = [Signal(init=1, name=f"lane{j}_fresh") for j in range(lanes)]
+        # Flags of the lane's block: its share of Y_n, the message's last block, a power.
+        fin = [Signal(name=f"lane{j}_fin") for j in range(lanes)]
+        last = [Signal(name=f"lane{j}_last") for j in range(lanes)]
+        target = [Signal(range(lanes + 1), name=f"lane{j}_target") for j in range(lanes)]
+        # z holds a finished product in this clock.
+        done = [Signal(name=f"lane{j}_done") for j in range(lanes)]
+
+        any_busy = Cat(*busy).any()
+        m.d.comb += [
+            self.i.ready.eq(~computing & ~finishing),
+            self.h.ready.eq(~computing & ~finishing & ~in_valid & ~any_busy),
+        ]
+        accept = self.i.valid & self.i.ready
+        remaining = self.i.payload.remaining
+        m.d.sync += in_valid.eq(accept)
+        with m.If(accept):
+            m.d.sync += [
+                in_block.eq(to_poly(self.i.payload.block)),
+                in_power.eq(powers[Mux(remaining < lanes, remaining, lanes)]),
+                in_fin.eq(remaining <= lanes), in_last.eq(remaining == 1),
+            ]
+            with m.If(remaining == 1):
+                m.d.sync += finishing.eq(1)
+        with m.If(in_valid):
+            m.d.sync += turn.eq(turn.rotate_left(1))
+
+        starts = {j: [] for j in range(lanes)}
+        for k, rnd in enumerate(self._POWER_ROUNDS):
+            for lane, to, a, h in rnd:
+                starts[lane].append((k, to, a, h))
+        start_power = computing & ~round_started
+
+        for j in range(lanes):
+            z_next = wire(m, reduce_poly((lane_z[j] << d) ^ clmul(lane_h[j], lane_a[j][128 - d:])),
+                          f"lane{j}_z_next")
+            take = wire(m, in_valid & turn[j], f"lane{j}_take")
+            m.d.sync += done[j].eq(0)
+            with m.If(take):
+                m.d.sync += [
+                    lane_a[j].eq(Mux(fresh[j], 0, lane_z[j]) ^ in_block),
+                    lane_h[j].eq(in_power),
+                    fresh[j].eq(in_fin), fin[j].eq(in_fin), last[j].eq(in_last),
+                    target[j].eq(0),
+                ]
+            power_starts = []
+            for k, to, a, h in starts[j]:
+                power_start = start_power & (power_round == k)
+                power_starts.append(power_start)
+                with m.If(power_start):
+                    m.d.sync += [lane_a[j].eq(powers[a]), lane_h[j].eq(powers[h]),
+                                 fin[j].eq(0), last[j].eq(0), target[j].eq(to)]
+            with m.If(take | Cat(*power_starts).any()):
+                m.d.sync += [lane_z[j].eq(0), busy[j].eq(1), count[j].eq(steps)]
+            with m.Elif(busy[j]):
+                m.d.sync += [lane_a[j].eq(lane_a[j] << d), lane_z[j].eq(z_next),
+                             count[j].eq(count[j] - 1)]
+                with m.If(count[j] == 1):
+                    m.d.sync += [busy[j].eq(0), done[j].eq(1)]
+            with m.If(done[j] & (target[j] != 0)):
+                m.d.sync += powers[target[j]].eq(lane_z[j])
+
+        # At most one share finishes per clock (one block reaches the lanes per clock, and each
+        # takes the same time), so the finished share is an AND-OR of the lanes.
+        share_done = [wire(m, done[j] & fin[j], f"lane{j}_share_done") for j in range(lanes)]
+        finished = Const(0, 128)
+        for j in range(lanes):
+            finished = finished | (lane_z[j] & share_done[j].replicate(128))
+        finished = wire(m, finished, "finished")
+        last_done = Cat(share_done[j] & last[j] for j in range(lanes)).any()
+        with m.If(Cat(*share_done).any()):
+            with m.If(last_done):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(to_poly(share ^ finished)),
+                             share.eq(0)]
+            with m.Else():
+                m.d.sync += share.eq(share ^ finished)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [self.o.valid.eq(0), finishing.eq(0)]
+
+        # The power rounds: start one, wait until its lanes are done (their products are stored
+        # at the end of that clock, so the next round, a clock later, reads them), then the next.
+        with m.If(start_power):
+            m.d.sync += round_started.eq(1)
+        with m.If(computing & round_started & ~any_busy):
+            m.d.sync += [round_started.eq(0), power_round.eq(power_round + 1)]
+            with m.If(power_round == len(self._POWER_ROUNDS) - 1):
+                m.d.sync += computing.eq(0)
+        with m.If(self.h.valid & self.h.ready):
+            m.d.sync += [powers[1].eq(to_poly(self.h.payload)), computing.eq(1),
+                         power_round.eq(0), round_started.eq(0)]
         return m
 
 

@@ -1,0 +1,48 @@
+"""The crypto benchmark's own logic: what it reads from nextpnr's log, and its argument checks.
+(Running place and route is a benchmark, never a test.)"""
+
+import pytest
+
+from ipchan.hw.crypto import bench
+from ipchan.hw.crypto.ghash import GHASHSerial
+
+
+def test_unrouted_run_reports_placement_estimate_and_last_iteration(tmp_path):
+    log = tmp_path / "nextpnr.log"
+    log.write_text(
+        "Info: \t        TRELLIS_COMB:   19737/  83640    23%\n"
+        "Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 66.72 MHz (FAIL at 125.00 MHz)\n"
+        "Info:     iter=1 wires=331401 overused=37825 overuse=48209 archfail=NA\n"
+        "Info:     iter=2 wires=339867 overused=24827 overuse=27126 archfail=NA\n")
+    assert bench._unrouted(log) == {
+        "placed_mhz": 66.72, "unrouted": "24,827 wires overused after iteration 2"}
+    assert bench._packed_utilisation(log) == {"TRELLIS_COMB": (19737, 83640)}
+
+
+def test_stopped_before_routing(tmp_path):
+    log = tmp_path / "nextpnr.log"
+    log.write_text("Info: Running main analytical placer\n")
+    assert bench._unrouted(log) == {"placed_mhz": None, "unrouted": "routing had not started"}
+
+
+@pytest.mark.parametrize("minutes", [0, -1, True, "5"])
+def test_route_minutes_checked(minutes):
+    with pytest.raises(ValueError, match=rf"route_minutes must be a positive number, not {minutes!r}"):
+        bench.place_and_route("fast", "ecp5-85f", route_minutes=minutes)
+
+
+def test_stream_ports_split_by_direction():
+    core = GHASHSerial(digit=8)
+    core._MustUse__silence = True
+    inputs, outputs = bench._stream_ports(core)
+    # h and i (payload, valid) and o.ready in; h.ready, i.ready, o (payload, valid) out.
+    assert [len(v) for v in inputs] == [128, 1, 132, 1, 1]
+    assert [len(v) for v in outputs] == [1, 1, 128, 1]
+
+
+def test_units_are_designs_of_the_command_line(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--no-cycles", "--pnr", "nothing:ecp5-85f"])
+    message = capsys.readouterr().err
+    for unit in bench.UNITS:
+        assert repr(unit) in message
