@@ -221,24 +221,20 @@ def place_and_route(profile, fpga, seed=1, workdir=None, log=print, engine=None,
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-        result["seconds"] = round(time.time() - started)
-        result.update(_unrouted(pnr_log), fmax_mhz=None, FF=stats_ff)
-        used = _packed_utilisation(pnr_log)
-        for label, cell in spec["cells"].items():
-            if cell is not None and cell in used:
-                result[label], result[label + "_avail"] = used[cell]
-        log(f"{fpga} {name}: not routed in {route_minutes} minutes (see {pnr_log}): {result}")
-        return result
+        returncode = None
     result["seconds"] = round(time.time() - started)
     if returncode != 0:
-        # Most likely it does not fit: nextpnr printed the packed utilisation before giving up.
-        result["fmax_mhz"] = None
-        result["FF"] = stats_ff
+        # Stopped, or (most likely) it does not fit: either way nextpnr's log has the packed
+        # utilisation, and a stopped run also its placement estimate and how far it routed.
+        result.update(fmax_mhz=None, FF=stats_ff)
+        if returncode is None:
+            result.update(_unrouted(pnr_log))
         used = _packed_utilisation(pnr_log)
         for label, cell in spec["cells"].items():
             if cell is not None and cell in used:
                 result[label], result[label + "_avail"] = used[cell]
-        log(f"{fpga} {name}: nextpnr failed (see {pnr_log}): {result}")
+        what = f"not routed in {route_minutes} minutes" if returncode is None else "nextpnr failed"
+        log(f"{fpga} {name}: {what} (see {pnr_log}): {result}")
         return result
     with open(report) as f:
         data = json.load(f)
