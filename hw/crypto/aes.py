@@ -27,7 +27,7 @@ Two implementations share the round and key-step logic:
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -245,7 +245,7 @@ class AESIterative(wiring.Component):
 
 
 class AESPipelined(wiring.Component):
-    """Fast AES: 14 unrolled rounds, one block per clock.
+    """Fast AES: 14 unrolled rounds, one block per clock, with the round keys *stored*.
 
     With ``split_rounds`` (the default) each round takes two clocks: a register right after the
     S-box block RAM, then ShiftRows/MixColumns/AddRoundKey into the next round's S-box address.
@@ -253,91 +253,165 @@ class AESPipelined(wiring.Component):
     round (block RAM -> three LUT levels -> block RAM) stops at about 105 MHz; split, it measured
     143 MHz for one round.
 
-    Backpressure: the pipeline never stalls (no clock enable on its ~11,000 flip-flops and 140
-    block RAMs, whose fan-out alone would cost the clock). Results enter a
-    :data:`OUTPUT_FIFO_DEPTH`-deep FIFO and ``i.ready`` counts credits: a block is accepted only
-    while fewer than that many are in the pipeline, the FIFO and the output register together, so
-    a stalled consumer never loses one. ``i.ready`` does not depend on ``o.ready`` in the same
-    clock. Latency :attr:`LATENCY`: 28 clocks of rounds (14 unsplit) and 2 of FIFO.
+    Round keys: expanding them beside the data (as :class:`AESIterative` does) made every stage
+    carry 256 bits of key schedule next to its 128 bits of state, and cost four more S-box
+    lookups a round. That 384-bit bundle, 28 stages long, did not route on the ECP5-85F. Here
+    each round holds its round key in one of two *banks* (two keys, so the next key can be
+    expanded while blocks of the last one are still in flight). A block carries one bank bit.
+    A request whose key is in neither bank waits at the head of the input until the bank not
+    used last holds no block in flight, then an expander computes that key's 14 round keys, one a
+    clock from S-boxes in logic, and sends each down a *wave* register chain that moves one round
+    a clock, so that no net spans the pipeline. The wave outruns the blocks (two clocks a
+    round), so a block of the new key may follow as soon as the expander is done:
+    :attr:`KEY_CLOCKS` more clocks for a block whose key is new.
+
+    Backpressure: the pipeline never stalls (no clock enable on its flip-flops and 112 block
+    RAMs, whose fan-out alone would cost the clock). Results enter a :data:`OUTPUT_FIFO_DEPTH`-deep
+    FIFO and ``i.ready`` counts credits: a block is accepted only while fewer than that many are
+    in the input buffer, the pipeline, the FIFO and the output register together, so a stalled
+    consumer never loses one. ``i.ready`` is a function of registers only.
 
     Members as :class:`AESIterative`.
     """
 
     #: Depth of the output FIFO, and the number of blocks in flight at most (>= the latency, so
     #: an always-ready consumer sees one block per clock).
-    OUTPUT_FIFO_DEPTH = 32
+    OUTPUT_FIFO_DEPTH = 40
+
+    #: Extra clocks for a block whose key is in neither bank (when the bank to replace is idle).
+    KEY_CLOCKS = 16
 
     def __init__(self, split_rounds=True):
         if not isinstance(split_rounds, bool):
             self._MustUse__silence = True
             raise TypeError(f"split_rounds must be a bool, not {split_rounds!r}")
         self.split_rounds = split_rounds
-        latency = (28 if split_rounds else 14) + 2
+        # Input FIFO, issue register, the rounds, the output FIFO and register.
+        latency = 1 + (28 if split_rounds else 14) + 3
         self.LATENCY = {128: latency, 256: latency}
         super().__init__(_aes_signature())
 
     def elaborate(self, platform):
         m = Module()
-        req = self.i.payload
-        en = Const(1)   # free-running: see the class docstring
         depth = self.OUTPUT_FIFO_DEPTH
         in_flight = Signal(range(depth + 1))
-        m.d.comb += self.i.ready.eq(in_flight != depth)
-        m.d.sync += in_flight.eq(in_flight + (self.i.valid & self.i.ready)
-                                 - (self.o.valid & self.o.ready))
+
+        # Input: a FIFO whose storage is a memory read asynchronously (LUT RAM). A block that
+        # waits for its key then holds only the FIFO's read pointer: a register stage here
+        # would need a clock enable on its 385 bits, and that net from the key compare (one
+        # clock after it, routed 7.6 ns across the die) set the clock at 46.6 MHz.
+        m.submodules.in_fifo = in_fifo = SyncFIFO(width=AESRequest.size, depth=4)
+        head = AESRequest(in_fifo.r_data)
+        head_valid = in_fifo.r_rdy
+        m.d.comb += [
+            self.i.ready.eq(in_fifo.w_rdy & (in_flight != depth)),
+            in_fifo.w_data.eq(self.i.payload), in_fifo.w_en.eq(self.i.valid & self.i.ready),
+        ]
+        accept = self.i.valid & self.i.ready
+        m.d.sync += in_flight.eq(in_flight + accept - (self.o.valid & self.o.ready))
+
+        # The two banks' keys, as the head's key is compared with them.
+        bank_key = [Signal(256, name=f"bank{b}_key") for b in range(2)]
+        bank_256 = [Signal(name=f"bank{b}_key256") for b in range(2)]
+        bank_ok = [Signal(name=f"bank{b}_ok") for b in range(2)]
+        match = []
+        for b in range(2):
+            same = (head.key[:128] == bank_key[b][:128]) & (head.key256 == bank_256[b]) & (
+                ~head.key256 | (head.key[128:] == bank_key[b][128:]))
+            match.append(wire(m, bank_ok[b] & same, f"match{b}"))
+        issue = wire(m, head_valid & (match[0] | match[1]), "issue")
+        m.d.comb += in_fifo.r_en.eq(issue)
+
+        # Blocks of each bank in the pipeline (issued, not yet in the output FIFO).
+        in_use = [Signal(range(64), name=f"bank{b}_in_use") for b in range(2)]
+        last_bank = Signal()        # the bank of the block issued last; the other is replaced
+        exit_valid, exit_bank = Signal(), Signal()
+        for b in range(2):
+            m.d.sync += in_use[b].eq(in_use[b] + (issue & (match[1] == b))
+                                     - (exit_valid & (exit_bank == b)))
+        with m.If(issue):
+            m.d.sync += last_bank.eq(match[1])
+
+        # The expander: one round key a clock (FIPS-197 5.2), S-boxes in logic.
+        expanding = Signal()
+        target = Signal()
+        rnd = Signal(range(16))
+        x256 = Signal()
+        prev, prev2 = Signal(128), Signal(128)   # round keys rnd - 1 and rnd - 2
+        # Registered, so that the compare does not drive the loads below (770 clock enables).
+        # The head cannot change meanwhile: it matches neither bank, and the banks change only
+        # here and when an expansion ends.
+        start = Signal()
+        m.d.sync += start.eq(head_valid & ~match[0] & ~match[1] & ~expanding & ~start
+                             & (Mux(last_bank, in_use[0], in_use[1]) == 0))
+        with m.If(start):
+            m.d.sync += [expanding.eq(1), target.eq(~last_bank), rnd.eq(1), x256.eq(head.key256),
+                         prev.eq(head.key[:128]), prev2.eq(head.key[128:])]
+            for b in range(2):
+                with m.If(last_bank != b):
+                    m.d.sync += [bank_key[b].eq(head.key), bank_256[b].eq(head.key256),
+                                 bank_ok[b].eq(0)]
+        sub = Cat(*(_logic_sbox(m, f"x_sbox{k}", _byte(_word(prev, 3), k)) for k in range(4)))
+        rcon = Signal(8)
+        with m.Switch(Cat(rnd, x256)):
+            for r in range(1, 15):
+                with m.Case(r):
+                    m.d.comb += rcon.eq(RCON[r])
+                if r % 2 == 0:
+                    with m.Case(r | 16):
+                        m.d.comb += rcon.eq(RCON[r // 2])
+        rot = ~x256 | ~rnd[0]
+        t = Mux(rot, _rot_word(sub), sub) ^ rcon
+        # AES-256's round key 1 is the key's second half, which starts in prev2.
+        rk_new = wire(m, Mux(x256 & (rnd == 1), prev2, key_step(Mux(x256, prev2, prev), t)),
+                      "x_rk")
+        with m.If(expanding):
+            m.d.sync += [prev.eq(rk_new), prev2.eq(prev), rnd.eq(rnd + 1)]
+            with m.If(rnd == 14):
+                m.d.sync += expanding.eq(0)
+                for b in range(2):
+                    with m.If(target == b):
+                        m.d.sync += bank_ok[b].eq(1)
+        wave = {"valid": expanding, "index": rnd, "bank": target, "rk": rk_new}
 
         def stage_reg(value, name):
             reg = Signal(len(value), name=name)
-            with m.If(en):
-                m.d.sync += reg.eq(value)
+            m.d.sync += reg.eq(value)
             return reg
 
-        # Stage 0: AddRoundKey with the cipher key, lookups for round 1.
-        state = req.block ^ req.key[0:128]
-        kword = _word(req.key, 3)
-        # Only an accepted request enters: the pipeline runs on while ``i.ready`` is low.
-        valid, key256 = self.i.valid & self.i.ready, req.key256
-        p1, p2 = req.key[0:128], Const(0, 128)
-        khi = req.key[128:256]
+        # Stage 0, the issue register: AddRoundKey with the cipher key.
+        state = stage_reg(head.block ^ head.key[:128], "r0_state")
+        valid = stage_reg(issue, "r0_valid")
+        bank = stage_reg(match[1], "r0_bank")
+        key256 = stage_reg(head.key256, "r0_key256")
         res128 = None
         for r in range(1, 15):
-            sb = _sub_state(m, f"r{r}_sbox", state, en)
-            ksb = _sub_word(m, f"r{r}_kbox", kword, en)
-            # What travels beside the block RAM's own register, once per clock of the round.
-            travel = ["valid", "key256", "p1", "p2"] + (["khi"] if r == 1 else []) + (
-                ["res128"] if res128 is not None else [])
-            carried = {"valid": valid, "key256": key256, "p1": p1, "p2": p2, "khi": khi,
-                       "res128": res128}
-            for step in range(2 if self.split_rounds else 1):
-                for name in travel:
-                    carried[name] = stage_reg(carried[name], f"r{r}_{name}_{step}")
+            sb = _sub_state(m, f"r{r}_sbox", state, Const(1))
+            # The wave passes by; this round takes the round key meant for it.
+            wave = {k: stage_reg(v, f"r{r}_wave_{k}") for k, v in wave.items()}
+            keys = [Signal(128, name=f"r{r}_rk{b}") for b in range(2)]
+            for b in range(2):
+                with m.If(wave["valid"] & (wave["index"] == r) & (wave["bank"] == b)):
+                    m.d.sync += keys[b].eq(wave["rk"])
+            carried = {"valid": valid, "key256": key256, "bank": bank, "res128": res128}
+            carried = {k: stage_reg(v, f"r{r}_{k}_0") for k, v in carried.items() if v is not None}
+            rk = Mux(carried["bank"], keys[1], keys[0])
             if self.split_rounds:
                 sb = stage_reg(sb, f"r{r}_sb")
-                ksb = stage_reg(ksb, f"r{r}_ksb")
-            valid, key256, p1, p2, khi, res128 = (carried[k] for k in (
-                "valid", "key256", "p1", "p2", "khi", "res128"))
-
-            if r % 2 == 0:
-                rk256 = key_step(p2, _rot_word(ksb) ^ RCON[r // 2])
-            elif r == 1:
-                rk256 = khi
-            else:
-                rk256 = key_step(p2, ksb)
-            if r <= 10:
-                rk128 = wire(m, key_step(p1, _rot_word(ksb) ^ RCON[r]), f"r{r}_rk128")
-                rk = wire(m, Mux(key256, rk256, rk128), f"r{r}_rk")
-            else:
-                rk = wire(m, rk256, f"r{r}_rk")
+                rk = stage_reg(rk, f"r{r}_rk")
+                carried = {k: stage_reg(v, f"r{r}_{k}_1") for k, v in carried.items()}
+            rk = wire(m, rk, f"r{r}_rk_use")
+            valid, key256, bank = carried["valid"], carried["key256"], carried["bank"]
+            res128 = carried.get("res128")
 
             shifted = wire(m, shift_rows(sb), f"r{r}_shifted")
             if r == 10:
                 res128 = wire(m, shifted ^ rk, "res128")
             if r < 14:
                 state = wire(m, mix_columns(shifted) ^ rk, f"r{r}_state")
-                kword = _word(rk, 3)
-                p2, p1 = p1, rk
             else:
                 result = wire(m, Mux(key256, shifted ^ rk, res128), "result")
+        m.d.comb += [exit_valid.eq(valid), exit_bank.eq(bank)]
 
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=128, depth=depth)
         m.d.comb += [fifo.w_en.eq(valid), fifo.w_data.eq(result)]
@@ -347,6 +421,16 @@ class AESPipelined(wiring.Component):
             m.d.comb += fifo.r_en.eq(1)
             m.d.sync += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data)]
         return m
+
+
+def _logic_sbox(m, name, addr):
+    """One S-box lookup in logic (a ROM with an asynchronous read; on the ECP5 an eight-input
+    function is one LUT4 level and three of the slice's wide-function multiplexers)."""
+    memory = Memory(shape=unsigned(8), depth=256, init=SBOX, attrs={"ram_style": "logic"})
+    m.submodules[name] = memory
+    port = memory.read_port(domain="comb")
+    m.d.comb += port.addr.eq(addr)
+    return port.data
 
 
 def make_aes(profile):
