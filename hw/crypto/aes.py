@@ -1,10 +1,12 @@
 """The AES forward cipher (FIPS-197) for 128- and 256-bit keys, with the key schedule in gateware.
 
 GCM only ever encrypts, so there is no inverse cipher. Each request carries the cipher key itself,
-never round keys: the round keys are expanded *on the fly*, one per round, next to the data path.
-That makes a key change free (the next block may use another key with no reload and no stall), costs
-four S-box lookups per round, and means no round-key storage has to exist anywhere: on the iCE40 a
-128-bit wide round-key RAM would take eight block RAMs, more than the extra S-boxes.
+never round keys; the cores expand them. :class:`AESIterative` expands them *on the fly*, one per
+round, next to the data path: a key change is free, it costs four S-box lookups per round, and no
+round-key storage has to exist (on the iCE40 a 128-bit wide round-key RAM would take eight block
+RAMs, more than the extra S-boxes). :class:`AESPipelined` expands each new key once into one of
+two banks of round-key registers, one bank per round unit, because carrying the key schedule
+beside the data made its pipeline too wide to route.
 
 Byte order: byte ``k`` of a block or key (``k = 0`` first, as FIPS-197 numbers them) is
 ``value[8*k:8*k+8]``; state byte ``k`` is row ``k % 4``, column ``k // 4``. An AES-128 key occupies
@@ -22,7 +24,8 @@ Two implementations share the round and key-step logic:
   one clock, S-box output -> ShiftRows/MixColumns -> AddRoundKey -> next S-box address.
 * :class:`AESPipelined` (*fast*): 14 unrolled round units, one block per clock, each round split
   into two clocks by default (an AES-128 result leaves round 10 and is delayed so blocks of either
-  key size stay in order), free-running, with an output FIFO and credits for backpressure.
+  key size stay in order), free-running, with stored round keys, an output FIFO and credits for
+  backpressure.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
@@ -263,7 +266,8 @@ class AESPipelined(wiring.Component):
     clock from S-boxes in logic, and sends each down a *wave* register chain that moves one round
     a clock, so that no net spans the pipeline. The wave outruns the blocks (two clocks a
     round), so a block of the new key may follow as soon as the expander is done:
-    :attr:`KEY_CLOCKS` more clocks for a block whose key is new.
+    :attr:`KEY_CLOCKS` more clocks for a block whose key is new, :attr:`SWITCH_CLOCKS` for one
+    whose key is in the other bank.
 
     Backpressure: the pipeline never stalls (no clock enable on its flip-flops and 112 block
     RAMs, whose fan-out alone would cost the clock). Results enter a :data:`OUTPUT_FIFO_DEPTH`-deep
@@ -279,15 +283,18 @@ class AESPipelined(wiring.Component):
     OUTPUT_FIFO_DEPTH = 40
 
     #: Extra clocks for a block whose key is in neither bank (when the bank to replace is idle).
-    KEY_CLOCKS = 16
+    KEY_CLOCKS = 20
+
+    #: Extra clocks for a block whose key is the other bank's (two SAs in turn).
+    SWITCH_CLOCKS = 2
 
     def __init__(self, split_rounds=True):
         if not isinstance(split_rounds, bool):
             self._MustUse__silence = True
             raise TypeError(f"split_rounds must be a bool, not {split_rounds!r}")
         self.split_rounds = split_rounds
-        # Input FIFO, issue register, the rounds, the output FIFO and register.
-        latency = 1 + (28 if split_rounds else 14) + 3
+        # Input register and FIFO, issue register, the rounds, the output FIFO and register.
+        latency = 2 + (28 if split_rounds else 14) + 3
         self.LATENCY = {128: latency, 256: latency}
         super().__init__(_aes_signature())
 
@@ -296,42 +303,82 @@ class AESPipelined(wiring.Component):
         depth = self.OUTPUT_FIFO_DEPTH
         in_flight = Signal(range(depth + 1))
 
-        # Input: a FIFO whose storage is a memory read asynchronously (LUT RAM). A block that
-        # waits for its key then holds only the FIFO's read pointer: a register stage here
-        # would need a clock enable on its 385 bits, and that net from the key compare (one
-        # clock after it, routed 7.6 ns across the die) set the clock at 46.6 MHz.
+        # No 256-bit key compare may sit in front of the issue decision: it set the clock at
+        # 46.6 and 51.4 MHz in the first two routed runs. So each request is compared with the
+        # request *before* it, in a register stage ahead of the input FIFO, and enters the FIFO
+        # with a flag "same key as the previous one". A flagged block issues at once, into the
+        # bank of the block issued before it (which holds that key: only the other bank is ever
+        # replaced). An unflagged one is compared with the other bank's key over a clock: a hit
+        # (two SAs in turn) issues it there, a miss starts an expansion into that bank.
+        in_r = Signal(AESRequest)
+        in_r_valid = Signal()
+        accept = self.i.valid & self.i.ready
+        m.d.sync += [in_r.eq(self.i.payload), in_r_valid.eq(accept)]
+        m.d.sync += in_flight.eq(in_flight + accept - (self.o.valid & self.o.ready))
+
+        prev_key = Signal(256)
+        prev_256 = Signal()
+        prev_ok = Signal()
+        same_key = wire(m, prev_ok & _same_key(in_r.key, in_r.key256, prev_key, prev_256),
+                        "same_key")
+        with m.If(in_r_valid):
+            m.d.sync += [prev_key.eq(in_r.key), prev_256.eq(in_r.key256), prev_ok.eq(1)]
+
+        # The FIFO keeps its entries in LUT RAM, so a block waiting for its key holds only a
+        # read pointer (a register here would need a clock enable on 385 bits). The flags are
+        # kept beside it in flip-flops, so that the issue decision reads no LUT RAM.
         m.submodules.in_fifo = in_fifo = SyncFIFO(width=AESRequest.size, depth=4)
         head = AESRequest(in_fifo.r_data)
         head_valid = in_fifo.r_rdy
+        flags = Signal(4)
+        flag_w, flag_r = Signal(2), Signal(2)
         m.d.comb += [
-            self.i.ready.eq(in_fifo.w_rdy & (in_flight != depth)),
-            in_fifo.w_data.eq(self.i.payload), in_fifo.w_en.eq(self.i.valid & self.i.ready),
+            # The register stage may hold one more request than the FIFO's level counts.
+            self.i.ready.eq((in_fifo.level + in_r_valid < 4) & (in_flight != depth)),
+            in_fifo.w_data.eq(in_r), in_fifo.w_en.eq(in_r_valid),
         ]
-        accept = self.i.valid & self.i.ready
-        m.d.sync += in_flight.eq(in_flight + accept - (self.o.valid & self.o.ready))
+        with m.If(in_r_valid):
+            m.d.sync += [flags.bit_select(flag_w, 1).eq(same_key), flag_w.eq(flag_w + 1)]
+        head_same = wire(m, flags.bit_select(flag_r, 1), "head_same")
 
-        # The two banks' keys, as the head's key is compared with them.
+        # The two banks' keys; the head is compared with the bank not used last.
         bank_key = [Signal(256, name=f"bank{b}_key") for b in range(2)]
         bank_256 = [Signal(name=f"bank{b}_key256") for b in range(2)]
         bank_ok = [Signal(name=f"bank{b}_ok") for b in range(2)]
-        match = []
+        last_bank = Signal()        # the bank of the block issued last; the other is replaced
+        other_hit = Signal()        # the head's key is in the other bank (registered)
+        checked = Signal()          # ... and that compare is of the present head and banks
+        banks_change = Signal()
+        # The compare takes two clocks: 16-bit pieces, registered, then their AND (in one clock
+        # it was the critical path, 75.1 MHz, after the LUT RAM's read).
+        hits = []
         for b in range(2):
-            same = (head.key[:128] == bank_key[b][:128]) & (head.key256 == bank_256[b]) & (
-                ~head.key256 | (head.key[128:] == bank_key[b][128:]))
-            match.append(wire(m, bank_ok[b] & same, f"match{b}"))
-        issue = wire(m, head_valid & (match[0] | match[1]), "issue")
+            pieces = Signal(17, name=f"bank{b}_pieces")
+            key = Mux(head.key256, head.key, Cat(head.key[:128], bank_key[b][128:]))
+            m.d.sync += pieces.eq(Cat(*(key[16 * k:16 * k + 16] == bank_key[b][16 * k:16 * k + 16]
+                                        for k in range(16)),
+                                      bank_ok[b] & (head.key256 == bank_256[b])))
+            hits.append(pieces.all())
+        m.d.sync += other_hit.eq(Mux(last_bank, hits[0], hits[1]))
+
+        issue_same = head_valid & head_same
+        issue_other = head_valid & ~head_same & checked & other_hit
+        issue = wire(m, issue_same | issue_other, "issue")
+        issue_bank = wire(m, last_bank ^ issue_other, "issue_bank")
+        # Nothing changed at the last two clock edges: not the head, not the banks.
+        steady = Signal()
+        m.d.sync += [steady.eq(head_valid & ~issue & ~banks_change),
+                     checked.eq(steady & head_valid & ~issue & ~banks_change)]
         m.d.comb += in_fifo.r_en.eq(issue)
+        with m.If(issue):
+            m.d.sync += [flag_r.eq(flag_r + 1), last_bank.eq(issue_bank)]
 
         # Blocks of each bank in the pipeline (issued, not yet in the output FIFO).
         in_use = [Signal(range(64), name=f"bank{b}_in_use") for b in range(2)]
-        last_bank = Signal()        # the bank of the block issued last; the other is replaced
         exit_valid, exit_bank = Signal(), Signal()
         for b in range(2):
-            m.d.sync += in_use[b].eq(in_use[b] + (issue & (match[1] == b))
+            m.d.sync += in_use[b].eq(in_use[b] + (issue & (issue_bank == b))
                                      - (exit_valid & (exit_bank == b)))
-        with m.If(issue):
-            m.d.sync += last_bank.eq(match[1])
-
         # The expander: one round key a clock (FIPS-197 5.2), S-boxes in logic.
         expanding = Signal()
         target = Signal()
@@ -342,8 +389,9 @@ class AESPipelined(wiring.Component):
         # The head cannot change meanwhile: it matches neither bank, and the banks change only
         # here and when an expansion ends.
         start = Signal()
-        m.d.sync += start.eq(head_valid & ~match[0] & ~match[1] & ~expanding & ~start
+        m.d.sync += start.eq(head_valid & ~head_same & checked & ~other_hit & ~expanding & ~start
                              & (Mux(last_bank, in_use[0], in_use[1]) == 0))
+        m.d.comb += banks_change.eq(start | (expanding & (rnd == 14)))
         with m.If(start):
             m.d.sync += [expanding.eq(1), target.eq(~last_bank), rnd.eq(1), x256.eq(head.key256),
                          prev.eq(head.key[:128]), prev2.eq(head.key[128:])]
@@ -382,7 +430,7 @@ class AESPipelined(wiring.Component):
         # Stage 0, the issue register: AddRoundKey with the cipher key.
         state = stage_reg(head.block ^ head.key[:128], "r0_state")
         valid = stage_reg(issue, "r0_valid")
-        bank = stage_reg(match[1], "r0_bank")
+        bank = stage_reg(issue_bank, "r0_bank")
         key256 = stage_reg(head.key256, "r0_key256")
         res128 = None
         for r in range(1, 15):
@@ -421,6 +469,13 @@ class AESPipelined(wiring.Component):
             m.d.comb += fifo.r_en.eq(1)
             m.d.sync += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data)]
         return m
+
+
+def _same_key(key, key256, other, other256):
+    """Whether two (key, key256) pairs name the same AES key (an AES-128 key ignores its upper
+    half)."""
+    return ((key[:128] == other[:128]) & (key256 == other256)
+            & (~key256 | (key[128:] == other[128:])))
 
 
 def _logic_sbox(m, name, addr):

@@ -165,8 +165,9 @@ def _full_rate(dut, jobs):
 
 @pytest.mark.parametrize("split_rounds", [True, False])
 def test_fast_key_banks(split_rounds):
-    """Two keys in turn stay in the two banks (one expansion each, then a block a clock); a third
-    key evicts the bank used least recently, waiting for its blocks to leave the pipeline."""
+    """Two keys in turn stay in the two banks (one expansion each, then a block every
+    1 + SWITCH_CLOCKS clocks); a third key evicts the bank used least recently, waiting for its
+    blocks to leave the pipeline."""
     rng = random.Random(2)
     k1, k2, k3 = rng.randbytes(32), rng.randbytes(16), rng.randbytes(32)
     phases = [[k1, k2] * 8, [k3, k2] * 8, [k1, k2, k3] * 4, [k1] * 3]
@@ -178,7 +179,9 @@ def test_fast_key_banks(split_rounds):
     latency = dut.LATENCY[256]
     assert clocks[0] == latency + dut.KEY_CLOCKS
     assert clocks[1] == clocks[0] + dut.KEY_CLOCKS + 1
-    assert [b - a for a, b in zip(clocks[1:16], clocks[2:16])] == [1] * 14
+    assert [b - a for a, b in zip(clocks[1:16], clocks[2:16])] == [1 + dut.SWITCH_CLOCKS] * 14
+    # One key: a block a clock.
+    assert [b - a for a, b in zip(clocks[-3:], clocks[-2:])] == [1, 1]
     # k3 replaces k1 (used least recently) once k1's blocks have left the pipeline.
     assert clocks[16] - clocks[15] > dut.KEY_CLOCKS
 
