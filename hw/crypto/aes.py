@@ -272,8 +272,8 @@ class AESPipelined(wiring.Component):
     Backpressure: the pipeline never stalls (no clock enable on its flip-flops and 112 block
     RAMs, whose fan-out alone would cost the clock). Results enter a :data:`OUTPUT_FIFO_DEPTH`-deep
     FIFO and ``i.ready`` counts credits: a block is accepted only while fewer than that many are
-    in the input buffer, the pipeline, the FIFO and the output register together, so a stalled
-    consumer never loses one. ``i.ready`` is a function of registers only.
+    in the input register and FIFO, the pipeline, the output FIFO and register together, so a
+    stalled consumer never loses one. ``i.ready`` is a function of registers only.
 
     Members as :class:`AESIterative`.
     """
