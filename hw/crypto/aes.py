@@ -308,7 +308,7 @@ class AESPipelined(wiring.Component):
         # request *before* it, in a register stage ahead of the input FIFO, and enters the FIFO
         # with a flag "same key as the previous one". A flagged block issues at once, into the
         # bank of the block issued before it (which holds that key: only the other bank is ever
-        # replaced). An unflagged one is compared with the other bank's key over a clock: a hit
+        # replaced). An unflagged one is compared with the other bank's key over two clocks: a hit
         # (two SAs in turn) issues it there, a miss starts an expansion into that bank.
         in_r = Signal(AESRequest)
         in_r_valid = Signal()

@@ -192,3 +192,17 @@ def test_fast_key_clocks_measured():
     key = bytes(range(16))
     out, clocks = _full_rate(dut, [(key, bytes(16))])
     assert clocks == [dut.LATENCY[128] + dut.KEY_CLOCKS]
+
+
+@pytest.mark.parametrize("split_rounds", [True, False])
+def test_fast_key_pool_with_stalls(split_rounds):
+    """Keys drawn from a pool of three (runs of one key, two in turn, evictions), with random
+    stalls on both streams."""
+    rng = random.Random(3)
+    pool = [rng.randbytes(32), rng.randbytes(16), rng.randbytes(32)]
+    jobs = []
+    while len(jobs) < 120:
+        key = rng.choice(pool)
+        jobs += [(key, rng.randbytes(16)) for _ in range(rng.choice((1, 1, 2, 5)))]
+    assert encrypt_all("fast", jobs, seed=9, gap=0.3,
+                       dut=AESPipelined(split_rounds=split_rounds)) == [ecb(k, b) for k, b in jobs]
