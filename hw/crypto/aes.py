@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 from .tables import RCON, SBOX
 
 
-__all__ = ["AESRequest", "AESIterative", "AESPipelined", "make_aes",
+__all__ = ["AESRequest", "AESIterative", "AESPipelined", "make_aes", "same_key",
            "shift_rows", "mix_columns", "key_step", "sbox_lookups", "wire"]
 
 
@@ -192,15 +192,7 @@ class AESIterative(wiring.Component):
         # Rcon[r]; AES-256 alternates rotate+Rcon[r/2] (even r) and a bare SubWord (odd r).
         next_rnd = Mux(accept, 1, rnd + 1)
         next_256 = Mux(accept, self.i.payload.key256, key256)
-        next_rcon = Signal(8)
-        with m.Switch(Cat(next_rnd[:4], next_256)):
-            for r in range(1, 15):
-                if r <= 10:
-                    with m.Case(r):
-                        m.d.comb += next_rcon.eq(RCON[r])
-                if r % 2 == 0:
-                    with m.Case(r | 16):
-                        m.d.comb += next_rcon.eq(RCON[r // 2])
+        next_rcon = _rcon(m, next_rnd[:4], next_256, "next_rcon")
         with m.If(accept | advance):
             m.d.sync += [
                 rnd.eq(next_rnd), key256.eq(next_256), rcon.eq(next_rcon),
@@ -319,8 +311,8 @@ class AESPipelined(wiring.Component):
         prev_key = Signal(256)
         prev_256 = Signal()
         prev_ok = Signal()
-        same_key = wire(m, prev_ok & _same_key(in_r.key, in_r.key256, prev_key, prev_256),
-                        "same_key")
+        same_as_prev = wire(m, prev_ok & same_key(in_r.key, in_r.key256, prev_key, prev_256),
+                            "same_as_prev")
         with m.If(in_r_valid):
             m.d.sync += [prev_key.eq(in_r.key), prev_256.eq(in_r.key256), prev_ok.eq(1)]
 
@@ -338,7 +330,7 @@ class AESPipelined(wiring.Component):
             in_fifo.w_data.eq(in_r), in_fifo.w_en.eq(in_r_valid),
         ]
         with m.If(in_r_valid):
-            m.d.sync += [flags.bit_select(flag_w, 1).eq(same_key), flag_w.eq(flag_w + 1)]
+            m.d.sync += [flags.bit_select(flag_w, 1).eq(same_as_prev), flag_w.eq(flag_w + 1)]
         head_same = wire(m, flags.bit_select(flag_r, 1), "head_same")
 
         # The two banks' keys; the head is compared with the bank not used last.
@@ -374,7 +366,7 @@ class AESPipelined(wiring.Component):
             m.d.sync += [flag_r.eq(flag_r + 1), last_bank.eq(issue_bank)]
 
         # Blocks of each bank in the pipeline (issued, not yet in the output FIFO).
-        in_use = [Signal(range(64), name=f"bank{b}_in_use") for b in range(2)]
+        in_use = [Signal(range(depth + 1), name=f"bank{b}_in_use") for b in range(2)]
         exit_valid, exit_bank = Signal(), Signal()
         for b in range(2):
             m.d.sync += in_use[b].eq(in_use[b] + (issue & (issue_bank == b))
@@ -400,14 +392,8 @@ class AESPipelined(wiring.Component):
                     m.d.sync += [bank_key[b].eq(head.key), bank_256[b].eq(head.key256),
                                  bank_ok[b].eq(0)]
         sub = Cat(*(_logic_sbox(m, f"x_sbox{k}", _byte(_word(prev, 3), k)) for k in range(4)))
-        rcon = Signal(8)
-        with m.Switch(Cat(rnd, x256)):
-            for r in range(1, 15):
-                with m.Case(r):
-                    m.d.comb += rcon.eq(RCON[r])
-                if r % 2 == 0:
-                    with m.Case(r | 16):
-                        m.d.comb += rcon.eq(RCON[r // 2])
+        # AES-128's rounds 11-14 get Rcon too; their round keys are never used.
+        rcon = _rcon(m, rnd, x256, "x_rcon", aes128_rounds=14)
         rot = ~x256 | ~rnd[0]
         t = Mux(rot, _rot_word(sub), sub) ^ rcon
         # AES-256's round key 1 is the key's second half, which starts in prev2.
@@ -471,7 +457,22 @@ class AESPipelined(wiring.Component):
         return m
 
 
-def _same_key(key, key256, other, other256):
+def _rcon(m, rnd, key256, name, aes128_rounds=10):
+    """The Rcon that round ``rnd`` (4 bits) XORs in (FIPS-197 5.2): ``RCON[rnd]`` for AES-128
+    (rounds 1 to ``aes128_rounds``), ``RCON[rnd / 2]`` in AES-256's even rounds, else 0."""
+    rcon = Signal(8, name=name)
+    with m.Switch(Cat(rnd, key256)):
+        for r in range(1, 15):
+            if r <= aes128_rounds:
+                with m.Case(r):
+                    m.d.comb += rcon.eq(RCON[r])
+            if r % 2 == 0:
+                with m.Case(r | 16):
+                    m.d.comb += rcon.eq(RCON[r // 2])
+    return rcon
+
+
+def same_key(key, key256, other, other256):
     """Whether two (key, key256) pairs name the same AES key (an AES-128 key ignores its upper
     half)."""
     return ((key[:128] == other[:128]) & (key256 == other256)

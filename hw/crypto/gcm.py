@@ -64,7 +64,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .aes import make_aes, wire
+from .aes import make_aes, same_key, wire
 from .ghash import GHASHSerial, REMAINING_WIDTH, make_ghash
 
 
@@ -174,8 +174,7 @@ class GCMCore(wiring.Component):
             last_key = Signal(256)
             last_key256 = Signal()
             have_key = Signal()
-            new_h = ~have_key | (cmd.key256 != last_key256) | Mux(
-                cmd.key256, cmd.key != last_key, cmd.key[:128] != last_key[:128])
+            new_h = ~have_key | ~same_key(cmd.key, cmd.key256, last_key, last_key256)
         else:
             new_h = Const(1)
         descriptor = Signal(_Descriptor)
