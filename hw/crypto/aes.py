@@ -23,7 +23,7 @@ Two implementations share the round and key-step logic:
   the previous one finishes. The read port's output register *is* the round register: a round is
   one clock, S-box output -> ShiftRows/MixColumns -> AddRoundKey -> next S-box address.
 * :class:`AESPipelined` (*fast*): 14 unrolled round units, one block per clock, each round split
-  into two clocks by default (an AES-128 result leaves round 10 and is delayed so blocks of either
+  into three clocks by default (an AES-128 result leaves round 10 and is delayed so blocks of either
   key size stay in order), free-running, with stored round keys, an output FIFO and credits for
   backpressure.
 """
@@ -242,11 +242,15 @@ class AESIterative(wiring.Component):
 class AESPipelined(wiring.Component):
     """Fast AES: 14 unrolled rounds, one block per clock, with the round keys *stored*.
 
-    With ``split_rounds`` (the default) each round takes two clocks: a register right after the
-    S-box block RAM, then ShiftRows/MixColumns/AddRoundKey into the next round's S-box address.
-    An ECP5 DP16KD used without its output register has about 5.8 ns clock-to-out, so a one-clock
-    round (block RAM -> three LUT levels -> block RAM) stops at about 105 MHz; split, it measured
-    143 MHz for one round.
+    ``round_clocks`` sets how many clocks a round takes. An ECP5 DP16KD used without its output
+    register (Yosys 0.70 always maps it so) has about 5.8 ns clock-to-out, so a one-clock round
+    (block RAM -> three LUT levels -> block RAM) stops at about 105 MHz. With 2, a register right
+    after the S-box block RAM splits the round: one round alone measured 143 MHz, but in the
+    whole pipeline the placer puts that register far from its block RAM (78.8 MHz routed, the
+    path being 5.6 ns of clock-to-out plus 7.1 ns of wire). With 3 (the default) a second register
+    follows the first, so the first may sit by the block RAM and the second by the logic that
+    uses it: the pipeline routed at 92.1 MHz, for 14 more clocks of latency and 128 more
+    flip-flops a round.
 
     Round keys: expanding them beside the data (as :class:`AESIterative` does) made every stage
     carry 256 bits of key schedule next to its 128 bits of state, and cost four more S-box
@@ -256,8 +260,8 @@ class AESPipelined(wiring.Component):
     A request whose key is in neither bank waits at the head of the input until the bank not
     used last holds no block in flight, then an expander computes that key's 14 round keys, one a
     clock from S-boxes in logic, and sends each down a *wave* register chain that moves one round
-    a clock, so that no net spans the pipeline. The wave outruns the blocks (two clocks a
-    round), so a block of the new key may follow as soon as the expander is done:
+    a clock, so that no net spans the pipeline. The wave outruns the blocks (``round_clocks``
+    clocks a round), so a block of the new key may follow as soon as the expander is done:
     :attr:`KEY_CLOCKS` more clocks for a block whose key is new, :attr:`SWITCH_CLOCKS` for one
     whose key is in the other bank.
 
@@ -272,21 +276,28 @@ class AESPipelined(wiring.Component):
 
     #: Depth of the output FIFO, and the number of blocks in flight at most (>= the latency, so
     #: an always-ready consumer sees one block per clock).
-    OUTPUT_FIFO_DEPTH = 40
+    OUTPUT_FIFO_DEPTH = 64
+
+    #: Depth of the input FIFO (in LUT RAM, where requests wait for their key).
+    INPUT_FIFO_DEPTH = 4
 
     #: Extra clocks for a block whose key is in neither bank (when the bank to replace is idle).
-    KEY_CLOCKS = 20
+    KEY_CLOCKS = 22
 
     #: Extra clocks for a block whose key is the other bank's (two SAs in turn).
-    SWITCH_CLOCKS = 2
+    SWITCH_CLOCKS = 3
 
-    def __init__(self, split_rounds=True):
-        if not isinstance(split_rounds, bool):
+    def __init__(self, round_clocks=3):
+        if not isinstance(round_clocks, int) or isinstance(round_clocks, bool):
             self._MustUse__silence = True
-            raise TypeError(f"split_rounds must be a bool, not {split_rounds!r}")
-        self.split_rounds = split_rounds
-        # Input register and FIFO, issue register, the rounds, the output FIFO and register.
-        latency = 2 + (28 if split_rounds else 14) + 3
+            raise TypeError(f"round_clocks must be an integer, not {round_clocks!r}")
+        if round_clocks not in (1, 2, 3):
+            self._MustUse__silence = True
+            raise ValueError(f"round_clocks must be 1, 2 or 3, not {round_clocks!r}")
+        self.round_clocks = round_clocks
+        # Two input registers and the FIFO, the issue register, the rounds, the output FIFO and
+        # its register.
+        latency = 3 + 14 * round_clocks + 3
         self.LATENCY = {128: latency, 256: latency}
         super().__init__(_aes_signature())
 
@@ -302,34 +313,43 @@ class AESPipelined(wiring.Component):
         # bank of the block issued before it (which holds that key: only the other bank is ever
         # replaced). An unflagged one is compared with the other bank's key over two clocks: a hit
         # (two SAs in turn) issues it there, a miss starts an expansion into that bank.
-        in_r = Signal(AESRequest)
-        in_r_valid = Signal()
+        # That compare takes two register stages too: 16-bit pieces, then their AND (in one clock
+        # it was the critical path at 96.1 MHz).
+        in_r, in_r2 = Signal(AESRequest), Signal(AESRequest)
+        in_r_valid, in_r2_valid = Signal(), Signal()
         accept = self.i.valid & self.i.ready
-        m.d.sync += [in_r.eq(self.i.payload), in_r_valid.eq(accept)]
+        m.d.sync += [in_r.eq(self.i.payload), in_r_valid.eq(accept),
+                     in_r2.eq(in_r), in_r2_valid.eq(in_r_valid)]
         m.d.sync += in_flight.eq(in_flight + accept - (self.o.valid & self.o.ready))
 
         prev_key = Signal(256)
         prev_256 = Signal()
         prev_ok = Signal()
-        same_as_prev = wire(m, prev_ok & same_key(in_r.key, in_r.key256, prev_key, prev_256),
-                            "same_as_prev")
+        prev_pieces = Signal(17)
+        m.d.sync += prev_pieces.eq(Cat(
+            *((in_r.key[16 * k:16 * k + 16] == prev_key[16 * k:16 * k + 16])
+              | (~in_r.key256 if k >= 8 else 0) for k in range(16)),
+            prev_ok & (in_r.key256 == prev_256)))
+        same_as_prev = wire(m, prev_pieces.all(), "same_as_prev")
         with m.If(in_r_valid):
             m.d.sync += [prev_key.eq(in_r.key), prev_256.eq(in_r.key256), prev_ok.eq(1)]
 
         # The FIFO keeps its entries in LUT RAM, so a block waiting for its key holds only a
         # read pointer (a register here would need a clock enable on 385 bits). The flags are
         # kept beside it in flip-flops, so that the issue decision reads no LUT RAM.
-        m.submodules.in_fifo = in_fifo = SyncFIFO(width=AESRequest.size, depth=4)
+        in_depth = self.INPUT_FIFO_DEPTH
+        m.submodules.in_fifo = in_fifo = SyncFIFO(width=AESRequest.size, depth=in_depth)
         head = AESRequest(in_fifo.r_data)
         head_valid = in_fifo.r_rdy
-        flags = Signal(4)
-        flag_w, flag_r = Signal(2), Signal(2)
+        flags = Signal(in_depth)
+        flag_w, flag_r = Signal(range(in_depth)), Signal(range(in_depth))
         m.d.comb += [
-            # The register stage may hold one more request than the FIFO's level counts.
-            self.i.ready.eq((in_fifo.level + in_r_valid < 4) & (in_flight != depth)),
-            in_fifo.w_data.eq(in_r), in_fifo.w_en.eq(in_r_valid),
+            # The register stages may hold two more requests than the FIFO's level counts.
+            self.i.ready.eq((in_fifo.level + in_r_valid + in_r2_valid < in_depth)
+                            & (in_flight != depth)),
+            in_fifo.w_data.eq(in_r2), in_fifo.w_en.eq(in_r2_valid),
         ]
-        with m.If(in_r_valid):
+        with m.If(in_r2_valid):
             m.d.sync += [flags.bit_select(flag_w, 1).eq(same_as_prev), flag_w.eq(flag_w + 1)]
         head_same = wire(m, flags.bit_select(flag_r, 1), "head_same")
 
@@ -341,15 +361,20 @@ class AESPipelined(wiring.Component):
         other_hit = Signal()        # the head's key is in the other bank (registered)
         checked = Signal()          # ... and that compare is of the present head and banks
         banks_change = Signal()
-        # The compare takes two clocks: 16-bit pieces, registered, then their AND (in one clock
-        # it was the critical path, 75.1 MHz, after the LUT RAM's read).
+        # The compare takes three clocks. First the head's key is copied from the LUT RAM into
+        # flip-flops loaded every clock (no clock enable): read address -> LUT RAM -> compare
+        # was the critical path at 92.1 MHz. Then 16-bit pieces, registered, then their AND (in
+        # one clock it was the critical path, 75.1 MHz).
+        head_key = Signal(256)
+        head_256 = Signal()
+        m.d.sync += [head_key.eq(head.key), head_256.eq(head.key256)]
         hits = []
         for b in range(2):
             pieces = Signal(17, name=f"bank{b}_pieces")
-            key = Mux(head.key256, head.key, Cat(head.key[:128], bank_key[b][128:]))
+            key = Mux(head_256, head_key, Cat(head_key[:128], bank_key[b][128:]))
             m.d.sync += pieces.eq(Cat(*(key[16 * k:16 * k + 16] == bank_key[b][16 * k:16 * k + 16]
                                         for k in range(16)),
-                                      bank_ok[b] & (head.key256 == bank_256[b])))
+                                      bank_ok[b] & (head_256 == bank_256[b])))
             hits.append(pieces.all())
         m.d.sync += other_hit.eq(Mux(last_bank, hits[0], hits[1]))
 
@@ -357,10 +382,12 @@ class AESPipelined(wiring.Component):
         issue_other = head_valid & ~head_same & checked & other_hit
         issue = wire(m, issue_same | issue_other, "issue")
         issue_bank = wire(m, last_bank ^ issue_other, "issue_bank")
-        # Nothing changed at the last two clock edges: not the head, not the banks.
-        steady = Signal()
-        m.d.sync += [steady.eq(head_valid & ~issue & ~banks_change),
-                     checked.eq(steady & head_valid & ~issue & ~banks_change)]
+        # Nothing changed at the last three clock edges (the compare's three registers): not the
+        # head, not the banks.
+        unchanged = head_valid & ~issue & ~banks_change
+        steady = Signal(2)
+        m.d.sync += [steady.eq(Cat(unchanged, steady[0] & unchanged)),
+                     checked.eq(steady[1] & unchanged)]
         m.d.comb += in_fifo.r_en.eq(issue)
         with m.If(issue):
             m.d.sync += [flag_r.eq(flag_r + 1), last_bank.eq(issue_bank)]
@@ -379,17 +406,18 @@ class AESPipelined(wiring.Component):
         prev, prev2 = Signal(128), Signal(128)   # round keys rnd - 1 and rnd - 2
         # Registered, so that the compare does not drive the loads below (770 clock enables).
         # The head cannot change meanwhile: it matches neither bank, and the banks change only
-        # here and when an expansion ends.
+        # here and when an expansion ends. So the loads may take the head's key from its copy in
+        # flip-flops, not from the LUT RAM.
         start = Signal()
         m.d.sync += start.eq(head_valid & ~head_same & checked & ~other_hit & ~expanding & ~start
                              & (Mux(last_bank, in_use[0], in_use[1]) == 0))
         m.d.comb += banks_change.eq(start | (expanding & (rnd == 14)))
         with m.If(start):
-            m.d.sync += [expanding.eq(1), target.eq(~last_bank), rnd.eq(1), x256.eq(head.key256),
-                         prev.eq(head.key[:128]), prev2.eq(head.key[128:])]
+            m.d.sync += [expanding.eq(1), target.eq(~last_bank), rnd.eq(1), x256.eq(head_256),
+                         prev.eq(head_key[:128]), prev2.eq(head_key[128:])]
             for b in range(2):
                 with m.If(last_bank != b):
-                    m.d.sync += [bank_key[b].eq(head.key), bank_256[b].eq(head.key256),
+                    m.d.sync += [bank_key[b].eq(head_key), bank_256[b].eq(head_256),
                                  bank_ok[b].eq(0)]
         sub = Cat(*(_logic_sbox(m, f"x_sbox{k}", _byte(_word(prev, 3), k)) for k in range(4)))
         # AES-128's rounds 11-14 get Rcon too; their round keys are never used.
@@ -429,11 +457,16 @@ class AESPipelined(wiring.Component):
                     m.d.sync += keys[b].eq(wave["rk"])
             carried = {"valid": valid, "key256": key256, "bank": bank, "res128": res128}
             carried = {k: stage_reg(v, f"r{r}_{k}_0") for k, v in carried.items() if v is not None}
-            rk = Mux(carried["bank"], keys[1], keys[0])
-            if self.split_rounds:
-                sb = stage_reg(sb, f"r{r}_sb")
-                rk = stage_reg(rk, f"r{r}_rk")
-                carried = {k: stage_reg(v, f"r{r}_{k}_1") for k, v in carried.items()}
+            # Each extra clock of the round: the S-box output, and what the block carries, move
+            # one register on. The round key is chosen (by the block's bank) one clock before it is
+            # used, and registered once: a bank's keys hold still while its blocks are in flight.
+            for c in range(1, self.round_clocks):
+                sb = stage_reg(sb, f"r{r}_sb" if c == self.round_clocks - 1 else f"r{r}_sb_{c}")
+                if c == self.round_clocks - 1:
+                    rk = stage_reg(Mux(carried["bank"], keys[1], keys[0]), f"r{r}_rk")
+                carried = {k: stage_reg(v, f"r{r}_{k}_{c}") for k, v in carried.items()}
+            if self.round_clocks == 1:
+                rk = Mux(carried["bank"], keys[1], keys[0])
             rk = wire(m, rk, f"r{r}_rk_use")
             valid, key256, bank = carried["valid"], carried["key256"], carried["bank"]
             res128 = carried.get("res128")

@@ -76,7 +76,8 @@ def test_back_to_back_latency(profile):
     """Full-rate input and output: the compact core takes Nr clocks a block, the fast one 1."""
     dut = make_aes(profile)
     key = bytes(range(32))
-    n = 12
+    # The fast core: more blocks than its credits, so that too few credits would show.
+    n = 12 if profile == "compact" else 2 * dut.OUTPUT_FIFO_DEPTH
     cycles = {}
 
     async def producer(ctx):
@@ -107,17 +108,23 @@ def test_profile_name_checked():
         make_aes("medium")
 
 
-def test_split_rounds_checked():
-    with pytest.raises(TypeError, match=r"split_rounds must be a bool, not 1"):
-        AESPipelined(split_rounds=1)
+def test_round_clocks_checked():
+    with pytest.raises(TypeError, match=r"round_clocks must be an integer, not True"):
+        AESPipelined(round_clocks=True)
+    with pytest.raises(TypeError, match=r"round_clocks must be an integer, not '3'"):
+        AESPipelined(round_clocks="3")
+    with pytest.raises(ValueError, match=r"round_clocks must be 1, 2 or 3, not 4"):
+        AESPipelined(round_clocks=4)
 
 
-def test_unsplit_pipeline():
-    """The one-clock-per-round pipeline (``split_rounds=False``) is still a correct AES."""
+@pytest.mark.parametrize("round_clocks", [1, 2])
+def test_shorter_rounds(round_clocks):
+    """The pipelines with one and two clocks a round are still a correct AES."""
     rng = random.Random(14)
     jobs = [(rng.randbytes(rng.choice((16, 32))), rng.randbytes(16)) for _ in range(20)]
-    assert encrypt_all("fast", jobs, seed=2, gap=0.3,
-                       dut=AESPipelined(split_rounds=False)) == [ecb(k, b) for k, b in jobs]
+    dut = AESPipelined(round_clocks=round_clocks)
+    assert dut.LATENCY == {128: 6 + 14 * round_clocks, 256: 6 + 14 * round_clocks}
+    assert encrypt_all("fast", jobs, seed=2, gap=0.3, dut=dut) == [ecb(k, b) for k, b in jobs]
 
 
 def test_fast_credits_under_a_long_stall():
@@ -163,8 +170,8 @@ def _full_rate(dut, jobs):
     return out, clocks
 
 
-@pytest.mark.parametrize("split_rounds", [True, False])
-def test_fast_key_banks(split_rounds):
+@pytest.mark.parametrize("round_clocks", [3, 1])
+def test_fast_key_banks(round_clocks):
     """Two keys in turn stay in the two banks (one expansion each, then a block every
     1 + SWITCH_CLOCKS clocks); a third key evicts the bank used least recently, waiting for its
     blocks to leave the pipeline."""
@@ -172,7 +179,7 @@ def test_fast_key_banks(split_rounds):
     k1, k2, k3 = rng.randbytes(32), rng.randbytes(16), rng.randbytes(32)
     phases = [[k1, k2] * 8, [k3, k2] * 8, [k1, k2, k3] * 4, [k1] * 3]
     jobs = [(k, rng.randbytes(16)) for phase in phases for k in phase]
-    dut = AESPipelined(split_rounds=split_rounds)
+    dut = AESPipelined(round_clocks=round_clocks)
     out, clocks = _full_rate(dut, jobs)
     assert out == [ecb(k, b) for k, b in jobs]
     # The first two blocks each wait for an expansion, then the alternating pair streams.
@@ -194,8 +201,8 @@ def test_fast_key_clocks_measured():
     assert clocks == [dut.LATENCY[128] + dut.KEY_CLOCKS]
 
 
-@pytest.mark.parametrize("split_rounds", [True, False])
-def test_fast_key_pool_with_stalls(split_rounds):
+@pytest.mark.parametrize("round_clocks", [3, 1])
+def test_fast_key_pool_with_stalls(round_clocks):
     """Keys drawn from a pool of three (runs of one key, two in turn, evictions), with random
     stalls on both streams."""
     rng = random.Random(3)
@@ -205,4 +212,4 @@ def test_fast_key_pool_with_stalls(split_rounds):
         key = rng.choice(pool)
         jobs += [(key, rng.randbytes(16)) for _ in range(rng.choice((1, 1, 2, 5)))]
     assert encrypt_all("fast", jobs, seed=9, gap=0.3,
-                       dut=AESPipelined(split_rounds=split_rounds)) == [ecb(k, b) for k, b in jobs]
+                       dut=AESPipelined(round_clocks=round_clocks)) == [ecb(k, b) for k, b in jobs]
