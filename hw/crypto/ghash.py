@@ -19,12 +19,14 @@ rewired to polynomial order, where bit ``i`` is the coefficient of ``x^i`` (no l
 
 * :class:`GHASHSerial` (*compact*): a digit-serial multiplier, ``digit`` bits of ``X`` per clock,
   ``128 / digit`` clocks per block.
-* :class:`GHASHPipelined` (*fast*): a three-stage pipelined 128x128 multiplier used as a ring. A
-  block cannot wait for the previous product (the multiplier takes three clocks), so consecutive
-  blocks go to three interleaved lanes, each accumulating ``Y <- (Y xor X) * H^3``; the last three
-  blocks of a message are multiplied by ``H^3, H^2, H^1`` instead (the power depends only on
-  ``remaining``), which leaves each lane's share of ``Y_n`` exact, and the shares are XORed as they
-  leave the ring. One block per clock.
+* :class:`GHASHPipelined` (*fast*): a pipelined Karatsuba multiplier used as a ring of ``L``
+  registers (five by default). A block cannot wait for the previous product (the multiplier takes
+  ``L`` clocks), so consecutive blocks go to ``L`` interleaved lanes, each accumulating
+  ``Y <- (Y xor X) * H^L``; the last ``L`` blocks of a message are multiplied by ``H^L .. H^1``
+  instead (the power depends only on ``remaining``), which leaves each lane's share of ``Y_n``
+  exact, and the shares are XORed as they leave the ring. One block per clock.
+* :class:`GHASHLanes`: the same lane scheme on five independent digit-serial multipliers (not
+  used by a profile; kept for its place-and-route comparison).
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
@@ -35,7 +37,8 @@ from .aes import wire
 
 
 __all__ = ["GHASHBlock", "GHASHSerial", "GHASHPipelined", "GHASHLanes", "make_ghash",
-           "to_poly", "clmul", "reduce_poly", "REMAINING_WIDTH"]
+           "to_poly", "clmul", "karatsuba_operands", "karatsuba_join", "reduce_poly",
+           "REMAINING_WIDTH"]
 
 
 #: Width of :data:`GHASHBlock`'s ``remaining`` field; it saturates at its largest value.
@@ -59,6 +62,32 @@ def clmul(a, b):
     for i in range(len(b)):
         acc = acc ^ (Mux(b[i], a, 0) << i)
     return acc[:width]
+
+
+def karatsuba_operands(a, b, levels):
+    """The operand pairs of a ``levels``-deep Karatsuba product of ``a`` and ``b`` (equal widths,
+    divisible by ``2 ** levels``): ``3 ** levels`` pairs of ``len(a) >> levels`` bits. Each level
+    splits ``a = a0 + a1 x^h`` into the products ``a0 b0``, ``a1 b1`` and
+    ``(a0 + a1)(b0 + b1)``; :func:`karatsuba_join` puts the leaf products back together."""
+    if levels == 0:
+        return [(a, b)]
+    h = len(a) // 2
+    a0, a1, b0, b1 = a[:h], a[h:], b[:h], b[h:]
+    return (karatsuba_operands(a0, b0, levels - 1) + karatsuba_operands(a1, b1, levels - 1)
+            + karatsuba_operands(a0 ^ a1, b0 ^ b1, levels - 1))
+
+
+def karatsuba_join(products, width, levels):
+    """The carry-less product (``2 * width - 1`` bits) of two ``width``-bit polynomials from the
+    leaf products of :func:`karatsuba_operands`, in its order."""
+    if levels == 0:
+        return products[0]
+    n, h = len(products) // 3, width // 2
+    p0 = karatsuba_join(products[:n], h, levels - 1)
+    p1 = karatsuba_join(products[n:2 * n], h, levels - 1)
+    pm = karatsuba_join(products[2 * n:], h, levels - 1)
+    # (a0 + a1)(b0 + b1) - a0 b0 - a1 b1 is the middle term; in GF(2) minus is XOR.
+    return (p0 ^ ((pm ^ p0 ^ p1) << h) ^ (p1 << 2 * h))[:2 * width - 1]
 
 
 def reduce_poly(value):
@@ -139,88 +168,224 @@ class GHASHSerial(wiring.Component):
         return m
 
 
+def _power_schedule(stages):
+    """When to compute ``H^2 .. H^stages`` on a ring of ``stages`` registers: a list of
+    ``(clock, target, a, b)``, ``H^target = H^a * H^b`` entering the ring at ``clock`` (counted
+    from the first clock after ``h``), one product a clock, each as soon as its operands are
+    stored (``stages + 2`` clocks after they entered: the ring, a copy of the product, then the
+    power's register)."""
+    known = {1: 0}                              # power -> first clock it may enter the ring
+    schedule = []
+    clock = 0
+    while len(known) < stages:
+        for target in range(2, stages + 1):
+            if target in known:
+                continue
+            pairs = [(a, target - a) for a in range(1, target // 2 + 1)
+                     if known.get(a, clock + 1) <= clock and known.get(target - a, clock + 1) <= clock]
+            if pairs:
+                schedule.append((clock, target, *pairs[-1]))
+                known[target] = clock + stages + 2
+                break
+        clock += 1
+    return schedule
+
+
 class GHASHPipelined(wiring.Component):
-    """GHASH with a three-stage pipelined multiplier and the powers ``H, H^2, H^3``: one block per
-    clock (see the module docstring for the lane scheme)."""
+    """GHASH on a free-running ring: a pipelined Karatsuba multiplier whose ``stages`` registers
+    hold ``stages`` interleaved lanes (see the module docstring), one block per clock.
 
-    #: Registers around the ring, which is also the number of lanes and of powers of H.
-    LANES = 3
+    The multiplier is a ``levels``-deep Karatsuba product (``3 ** levels`` leaf products of
+    ``128 >> levels`` bits; by default three levels, 27 products of 16 bits), then the reduction.
+    Its register stages, by ``stages``:
 
-    def __init__(self):
+    * 3: operands; leaf products; the reduced product;
+    * 4: operands; leaf products; the 255-bit product; the reduced product;
+    * 5 (the default): operands; the leaves' operands (Karatsuba's sums); leaf products; the
+      255-bit product; the reduced product.
+
+    Why Karatsuba and a free-running ring (measured on the ECP5-85F, see the performance notes):
+    the schoolbook multiplier (four 128x32 partial products of one operand register, every
+    operand bit fanning out to 128 LUTs) took 13,288 LUT4 and never routed; a two-level Karatsuba
+    took 8,816 and routed. And a clock enable on the whole ring (to hold it while no block comes)
+    became the critical path once the multiplier routed. So the ring never stops: a lane with no
+    block this turn is multiplied by 1 and comes round unchanged. The price: the blocks of a
+    message must reach consecutive lanes, so a block that misses its lane's turn (the producer
+    paused) waits for it to come round again, up to ``stages - 1`` clocks.
+
+    A block first enters an input register with a one-hot choice of its power of H; what stage 0
+    loads (a block, a power of H, or the lane's value) and which power is operand b are registers
+    decided a clock early; so neither the producer's logic nor a power multiplexer reaches the
+    ring's wide nets, and ``i.ready`` is a function of registers only. A message's last block is followed by no other block until its result has
+    left on ``o`` (the GCM core waits for that result anyway), so a result never waits in the
+    ring. ``H^2 .. H^stages`` are computed on the ring after ``h`` (:func:`_power_schedule`).
+    """
+
+    def __init__(self, levels=3, stages=5):
+        for name, value, allowed in (("levels", levels, (1, 2, 3)), ("stages", stages, (3, 4, 5))):
+            if not isinstance(value, int) or isinstance(value, bool):
+                self._MustUse__silence = True
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+            if value not in allowed:
+                self._MustUse__silence = True
+                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+        self.levels = levels
+        self.stages = stages
+        #: Lanes on the ring, and the highest power of H.
+        self.LANES = stages
+        self.POWER_SCHEDULE = _power_schedule(stages)
         super().__init__(_signature())
+
+    def _multiplier(self, m, a, b):
+        """The product ``a * b`` in GF(2^128), ``self.stages - 1`` registers after ``a`` and
+        ``b`` (which are registers)."""
+        levels = self.levels
+
+        def register(values, name):
+            regs = [Signal(len(v), name=f"{name}{k}") for k, v in enumerate(values)]
+            m.d.sync += [r.eq(v) for r, v in zip(regs, values)]
+            return regs
+
+        pairs = karatsuba_operands(a, b, levels)
+        if self.stages == 5:
+            xs = register([x for x, _ in pairs], "mul_x")
+            ys = register([y for _, y in pairs], "mul_y")
+            pairs = list(zip(xs, ys))
+        products = register([clmul(x, y) for x, y in pairs], "mul_leaf")
+        full = karatsuba_join(products, 128, levels)[:255]
+        if self.stages >= 4:
+            full, = register([full], "mul_full")
+        product, = register([reduce_poly(full)], "mul_product")
+        return product
 
     def elaborate(self, platform):
         m = Module()
         lanes = self.LANES
+        schedule = self.POWER_SCHEDULE
 
         powers = Array(Signal(128, name=f"h_pow{k}") for k in range(lanes + 1))  # [0] unused
         computing = Signal()                    # computing H^2 .. H^L
-        next_power = Signal(range(lanes + 2))
-
-        # Stage 0: operands. Stage 1: four 128x32 partial products. Stage 2: reduced product.
-        s0_a, s0_b = Signal(128), Signal(128)
-        s1_pp = [Signal(128 + 31, name=f"s1_pp{k}") for k in range(4)]
-        s2_p = Signal(128)
-        flags = data.StructLayout({"valid": 1, "fin": 1, "last": 1, "power": 1})
-        s0, s1, s2 = (Signal(flags, name=f"s{k}_flags") for k in range(3))
+        power_clock = Signal(range(schedule[-1][0] + 2))
+        finishing = Signal()                    # a message's last block taken, result not left
+        in_message = Signal()                   # a message's first block has been taken
         share = Signal(128)                     # XOR of the lanes' final shares so far
 
-        stuck = s2.valid & s2.last & self.o.valid & ~self.o.ready
-        # A product that another block still has to build on ties the ring to the input rate.
-        pending = Cat(s.valid & ~s.fin & ~s.power for s in (s0, s1, s2)).any()
-        in_flight = Cat(s.valid for s in (s0, s1, s2)).any()
-        inject = computing & ~in_flight & ~stuck
+        # The input register: a block (polynomial order), which power of H it takes (one-hot)
+        # and its flags.
+        in_valid = Signal()
+        in_block = Signal(128)
+        in_sel = Signal(lanes + 1)
+        in_fin, in_last, in_first = Signal(), Signal(), Signal()
+
+        # ``carry``: the product is a lane's value that the lane's next block builds on.
+        flags = data.StructLayout({"valid": 1, "carry": 1, "fin": 1, "last": 1, "power": 1,
+                                   "target": range(lanes + 1)})
+        stage = [Signal(flags, name=f"s{k}_flags") for k in range(lanes)]
+        s0_a, s0_b = Signal(128), Signal(128)
+        product = self._multiplier(m, s0_a, s0_b)
+        out = stage[-1]
+        m.d.sync += [stage[k + 1].eq(stage[k]) for k in range(lanes - 1)]
+
+        # ``h`` is copied every clock, without a clock enable; the clock after its handshake
+        # stores it as H (the handshake, from the producer's logic, never reaches a clock enable).
+        h_copy = Signal(128)
+        h_taken = Signal()
+        m.d.sync += [h_copy.eq(self.h.payload), h_taken.eq(self.h.valid & self.h.ready)]
+
+        # The lane at the ring's input in this clock, and the lane the message's next block is due
+        # in (consecutive blocks, consecutive lanes).
+        slot = Signal(range(lanes))
+        due = Signal(range(lanes))
+        # What stage 0 loads in this clock is decided a clock early, into registers: the choice
+        # drives the multiplexers of all 256 operand bits.
+        take = Signal()
+        injects = [Signal(name=f"inject{k}") for k in range(len(schedule))]
 
         m.d.comb += [
-            self.i.ready.eq(~stuck & ~computing),
-            self.h.ready.eq(~computing),
+            self.i.ready.eq(~computing & ~h_taken & ~finishing & (~in_valid | take)),
+            self.h.ready.eq(~computing & ~h_taken & ~finishing & ~in_valid & ~in_message),
         ]
         accept = self.i.valid & self.i.ready
-        en = wire(m, ~stuck & (accept | inject | ~pending), "en")
-
         remaining = self.i.payload.remaining
-        feedback = Mux(s2.valid & ~s2.fin & ~s2.power, s2_p, 0)
-        with m.If(en):
-            with m.If(accept):
-                m.d.sync += [
-                    s0_a.eq(to_poly(self.i.payload.block) ^ feedback),
-                    s0_b.eq(powers[Mux(remaining < lanes, remaining, lanes)]),
-                    s0.valid.eq(1), s0.fin.eq(remaining <= lanes), s0.last.eq(remaining == 1),
-                    s0.power.eq(0),
-                ]
+        # The input register loads whenever it is free, valid or not: its clock enable is then
+        # a function of registers, not of the producer's handshake (which was the critical path).
+        in_free = ~in_valid | take
+        new_sel = Cat(Const(0, 1), *(remaining == k for k in range(1, lanes)), remaining >= lanes)
+        with m.If(in_free):
+            m.d.sync += [
+                in_block.eq(to_poly(self.i.payload.block)), in_sel.eq(new_sel),
+                in_fin.eq(remaining <= lanes), in_last.eq(remaining == 1),
+                in_first.eq(~in_message),
+            ]
+        with m.If(accept):
+            m.d.sync += in_message.eq(remaining != 1)
+            with m.If(remaining == 1):
+                m.d.sync += finishing.eq(1)
+        next_slot = Mux(slot == lanes - 1, 0, slot + 1)
+        next_valid = accept | (in_valid & ~take)
+        next_first = Mux(accept, ~in_message, in_first)
+        # After a take, the next lane is due in the next clock.
+        next_take = next_valid & (next_first | take | (next_slot == due))
+        m.d.sync += [slot.eq(next_slot), in_valid.eq(next_valid), take.eq(next_take)]
+        with m.If(take):
+            m.d.sync += due.eq(next_slot)
+        next_injects = [(h_taken & (clock == 0)) | (computing & (power_clock + 1 == clock))
+                        for clock, _, _, _ in schedule]
+        m.d.sync += [inject.eq(n) for inject, n in zip(injects, next_injects)]
+        # Operand b, one-hot, also chosen a clock early: bit 0 is the polynomial 1, bit k is H^k.
+        # So no power multiplexer sits between the producer's ``remaining`` and a register.
+        b_sel = Signal(lanes + 1)
+        not_taken = Const(1, lanes + 1)
+        for n, (_, _, _, b) in zip(next_injects, schedule):
+            not_taken = Mux(n, 1 << b, not_taken)
+        m.d.sync += b_sel.eq(Mux(next_take, Mux(in_free, new_sel, in_sel), not_taken))
+        s0_b_next = Const(0, 128)
+        for k in range(1, lanes + 1):
+            s0_b_next = s0_b_next | (powers[k] & b_sel[k].replicate(128))
+        m.d.sync += s0_b.eq(s0_b_next | b_sel[0])
+
+        # Stage 0, loaded every clock: a block joins its lane's value; or a power of H enters;
+        # or the lane's value comes round times 1.
+        feedback = wire(m, Mux(out.carry, product, 0), "feedback")
+        s0 = stage[0]
+        with m.If(take):
+            m.d.sync += [s0_a.eq(feedback ^ in_block),
+                         s0.valid.eq(1), s0.carry.eq(~in_fin), s0.fin.eq(in_fin),
+                         s0.last.eq(in_last), s0.power.eq(0), s0.target.eq(0)]
+        for inject, (_, target, a, b) in zip(injects, schedule):
             with m.Elif(inject):
-                m.d.sync += [
-                    s0_a.eq(powers[next_power - 1]), s0_b.eq(powers[1]),
-                    s0.valid.eq(1), s0.power.eq(1), s0.fin.eq(0), s0.last.eq(0),
-                ]
+                m.d.sync += [s0_a.eq(powers[a]),
+                             s0.eq(flags.const({"valid": 1, "power": 1, "target": target}))]
+        with m.Else():
+            m.d.sync += [s0_a.eq(feedback),
+                         s0.eq(flags.const({})), s0.valid.eq(out.carry), s0.carry.eq(out.carry)]
+
+        # What leaves the ring in this clock. A power of H is stored a clock later, from a copy
+        # of the product, by a register per power: each drives the clock enable of 128 flip-flops
+        # spread over the multiplier, and that net was the critical path when it was decoded from
+        # the ring's flags in the same clock.
+        power_data = Signal(128)
+        power_store = Signal(lanes + 1)
+        m.d.sync += [power_data.eq(product),
+                     power_store.eq(Mux(out.valid & out.power, 1 << out.target, 0))]
+        for k in range(2, lanes + 1):
+            with m.If(power_store[k]):
+                m.d.sync += powers[k].eq(power_data)
+        with m.If(power_store[schedule[-1][1]]):
+            m.d.sync += computing.eq(0)
+        with m.If(out.valid & out.fin):
+            with m.If(out.last):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(to_poly(share ^ product)),
+                             share.eq(0)]
             with m.Else():
-                m.d.sync += s0.valid.eq(0)
-            m.d.sync += [s1.eq(s0), s2.eq(s1)]
-            m.d.sync += [pp.eq(clmul(s0_a, s0_b[32 * k:32 * k + 32])) for k, pp in enumerate(s1_pp)]
-            full = Const(0, 255)
-            for k, pp in enumerate(s1_pp):
-                full = full ^ (pp << (32 * k))
-            m.d.sync += s2_p.eq(reduce_poly(full[:255]))
+                m.d.sync += share.eq(share ^ product)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [self.o.valid.eq(0), finishing.eq(0)]
 
-            # What leaves stage 2 in this clock.
-            with m.If(s2.valid & s2.power):
-                m.d.sync += powers[next_power].eq(s2_p)
-                with m.If(next_power == lanes):
-                    m.d.sync += computing.eq(0)
-                with m.Else():
-                    m.d.sync += next_power.eq(next_power + 1)
-            with m.If(s2.valid & s2.fin):
-                with m.If(s2.last):
-                    m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(to_poly(share ^ s2_p)),
-                                 share.eq(0)]
-                with m.Else():
-                    m.d.sync += share.eq(share ^ s2_p)
-
-        with m.If(self.o.valid & self.o.ready & ~(en & s2.valid & s2.fin & s2.last)):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(self.h.valid & self.h.ready):
-            m.d.sync += [powers[1].eq(to_poly(self.h.payload)), computing.eq(1),
-                         next_power.eq(2)]
+        with m.If(computing):
+            m.d.sync += power_clock.eq(power_clock + 1)
+        with m.If(h_taken):
+            m.d.sync += [powers[1].eq(to_poly(h_copy)), computing.eq(1), power_clock.eq(0)]
         return m
 
 

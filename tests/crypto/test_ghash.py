@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from ipchan.hw.crypto.ghash import GHASHLanes, GHASHSerial, make_ghash
+from ipchan.hw.crypto.ghash import GHASHLanes, GHASHPipelined, GHASHSerial, make_ghash
 
 from .reference import ghash, le
 from .simutil import get, put, run
@@ -13,7 +13,10 @@ from .simutil import get, put, run
 PROFILES = ["compact", "fast"]
 #: The profiles' cores and the lane GHASH, which no profile uses yet.
 CORES = {"compact": lambda: make_ghash("compact"), "fast": lambda: make_ghash("fast"),
-         "lanes": GHASHLanes}
+         "lanes": GHASHLanes,
+         **{f"ring-{levels}-{stages}": (lambda levels=levels, stages=stages:
+                                          GHASHPipelined(levels=levels, stages=stages))
+            for levels, stages in ((1, 3), (2, 4), (2, 5), (3, 4))}}
 
 
 def run_messages(profile, messages, seed=None, gap=0.0):
@@ -171,11 +174,74 @@ def test_lanes_take_a_block_every_clock():
     assert right
 
 
-def test_pipelined_ring_timing():
-    """The fast profile's ring, measured the same way (docs/crypto.md compares the two): one
-    block per clock, the first 9 clocks after ``h`` (H^2 and H^3 on the ring), the result 4
-    clocks after the last block (three stages and the output register)."""
-    taken, result, right = _timing(make_ghash("fast"))
-    assert taken == list(range(9, 9 + len(taken)))
-    assert result == 4
+@pytest.mark.parametrize("stages", [3, 4, 5])
+def test_pipelined_ring_timing(stages):
+    """The fast profile's ring, measured the same way (docs/crypto.md compares the cores): one
+    block per clock, the first once ``H^2 .. H^stages`` are stored (``h`` is stored a clock after
+    its handshake, the last power enters the ring at the last clock of the power schedule and is
+    stored ``stages + 2`` clocks later), the result ``stages + 2`` clocks after the last block
+    (the input register, the ring, the output register)."""
+    dut = GHASHPipelined(stages=stages)
+    taken, result, right = _timing(dut)
+    first = 1 + dut.POWER_SCHEDULE[-1][0] + stages + 3
+    assert taken == list(range(first, first + len(taken)))
+    assert result == stages + 2
     assert right
+
+
+def test_power_schedule():
+    """One product a clock, each once its operands are stored; H^2 .. H^stages each once."""
+    assert GHASHPipelined(stages=4).POWER_SCHEDULE == [(0, 2, 1, 1), (6, 3, 1, 2), (7, 4, 2, 2)]
+    for stages in (3, 4, 5):
+        schedule = GHASHPipelined(stages=stages).POWER_SCHEDULE
+        assert sorted(target for _, target, _, _ in schedule) == list(range(2, stages + 1))
+        stored = {1: 0}
+        for clock, target, a, b in schedule:
+            assert a + b == target and stored[a] <= clock and stored[b] <= clock
+            stored[target] = clock + stages + 2
+
+
+def test_pipelined_block_waits_for_its_lane():
+    """A pause of one clock between two blocks of a message costs a turn of the ring: the block
+    after the pause waits in the input register until its lane comes round again, so the block
+    after it is accepted ``stages`` clocks later instead of one (``stages - 1`` clocks lost on top
+    of the pause)."""
+    dut = GHASHPipelined(stages=4)
+    rng = random.Random(7)
+    h, blocks = rng.randbytes(16), [rng.randbytes(16) for _ in range(6)]
+    taken, out = [], []
+
+    async def producer(ctx):
+        await put(ctx, dut.h, [le(h)])
+        clock = 0
+        for k, block in enumerate(blocks):
+            if k == 3:
+                await ctx.tick()
+                clock += 1
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, {"block": le(block), "remaining": len(blocks) - k})
+            while True:
+                _, _, ready = await ctx.tick().sample(dut.i.ready)
+                clock += 1
+                if ready:
+                    taken.append(clock)
+                    break
+            ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        out.extend(await get(ctx, dut.o, 1))
+
+    run(dut, producer, consumer, deadline_cycles=500)
+    assert [b - a for a, b in zip(taken, taken[1:])] == [1, 1, 2, 4, 1]
+    assert out[0].to_bytes(16, "little") == ghash(h, blocks)
+
+
+def test_pipelined_arguments_checked():
+    with pytest.raises(TypeError, match=r"levels must be an integer, not 2\.0"):
+        GHASHPipelined(levels=2.0)
+    with pytest.raises(ValueError, match=r"levels must be one of \(1, 2, 3\), not 4"):
+        GHASHPipelined(levels=4)
+    with pytest.raises(TypeError, match=r"stages must be an integer, not True"):
+        GHASHPipelined(stages=True)
+    with pytest.raises(ValueError, match=r"stages must be one of \(3, 4, 5\), not 6"):
+        GHASHPipelined(stages=6)
