@@ -3,9 +3,9 @@
 One message is: a command on ``cmd``, then its data beats on ``i``, while the processed beats leave
 on ``o``, then one result on ``r``. Messages follow each other in order. A command is accepted once
 the core has sent all of its message's blocks to the AES core (the AES core buffers one block in
-the compact profile and about fifteen in the fast one, so that is shortly before the message's last
-data beat), and the next command may follow at once, so its blocks enter the AES core while the
-current message finishes.
+the compact profile and up to 64 in the fast one, so that is up to that many blocks before the
+message's last data beat), and the next command may follow at once, so its blocks enter the AES
+core while the current message finishes.
 
 Interfaces
 ----------
@@ -153,7 +153,7 @@ class GCMCore(wiring.Component):
             # message's descriptor.
             fifo = SyncFIFO(width=_Descriptor.size, depth=1)
         else:
-            # The fast AES core holds about thirty blocks: the issuer may finish several short
+            # The fast AES core holds up to 64 blocks: the issuer may finish several short
             # messages while the consumer is still in the one before.
             fifo = SyncFIFOBuffered(width=_Descriptor.size, depth=4)
         m.submodules.descriptors = fifo
