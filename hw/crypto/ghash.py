@@ -230,9 +230,8 @@ class GHASHPipelined(wiring.Component):
                 self._MustUse__silence = True
                 raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
         self.levels = levels
+        #: Registers around the ring: also its lanes, and the highest power of H.
         self.stages = stages
-        #: Lanes on the ring, and the highest power of H.
-        self.LANES = stages
         self.POWER_SCHEDULE = _power_schedule(stages)
         super().__init__(_signature())
 
@@ -260,7 +259,7 @@ class GHASHPipelined(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lanes = self.LANES
+        lanes = self.stages
         schedule = self.POWER_SCHEDULE
 
         powers = Array(Signal(128, name=f"h_pow{k}") for k in range(lanes + 1))  # [0] unused

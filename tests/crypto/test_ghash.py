@@ -41,6 +41,19 @@ def run_messages(profile, messages, seed=None, gap=0.0):
     return results
 
 
+async def offer(ctx, stream, payload):
+    """Offer one beat on ``stream`` until it is taken; returns the clocks it took (1 if taken
+    at once)."""
+    ctx.set(stream.valid, 1)
+    ctx.set(stream.payload, payload)
+    clocks = 0
+    while True:
+        _, _, ready = await ctx.tick().sample(stream.ready)
+        clocks += 1
+        if ready:
+            return clocks
+
+
 def test_reference_against_sp800_38d():
     # GCM test case 2 of the original GCM specification (McGrew and Viega): H and C give this tag.
     h = bytes.fromhex("66e94bd4ef8a2c3b884cfa59ca342b2e")
@@ -84,16 +97,8 @@ def test_clocks_per_block_at_full_rate(digit):
 
     async def producer(ctx):
         await put(ctx, dut.h, [le(bytes(range(16)))])
-        ctx.set(dut.i.valid, 1)
         for k in range(4):
-            ctx.set(dut.i.payload, {"block": k + 1, "remaining": 4 - k})
-            clock = 0
-            while True:
-                _, _, ready = await ctx.tick().sample(dut.i.ready)
-                clock += 1
-                if ready:
-                    taken.append(clock)
-                    break
+            taken.append(await offer(ctx, dut.i, {"block": k + 1, "remaining": 4 - k}))
         ctx.set(dut.i.valid, 0)
 
     async def consumer(ctx):
@@ -136,15 +141,10 @@ def _timing(dut, blocks=23, seed=5):
         await ctx.tick().until(dut.h.ready)
         ctx.set(dut.h.valid, 0)
         clock = 0
-        ctx.set(dut.i.valid, 1)
         for k, block in enumerate(message):
-            ctx.set(dut.i.payload, {"block": le(block), "remaining": min(len(message) - k, 15)})
-            while True:
-                _, _, ready = await ctx.tick().sample(dut.i.ready)
-                clock += 1
-                if ready:
-                    clocks["taken"].append(clock)
-                    break
+            clock += await offer(ctx, dut.i,
+                                 {"block": le(block), "remaining": min(len(message) - k, 15)})
+            clocks["taken"].append(clock)
         ctx.set(dut.i.valid, 0)
         while True:
             _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
@@ -218,14 +218,8 @@ def test_pipelined_block_waits_for_its_lane():
             if k == 3:
                 await ctx.tick()
                 clock += 1
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, {"block": le(block), "remaining": len(blocks) - k})
-            while True:
-                _, _, ready = await ctx.tick().sample(dut.i.ready)
-                clock += 1
-                if ready:
-                    taken.append(clock)
-                    break
+            clock += await offer(ctx, dut.i, {"block": le(block), "remaining": len(blocks) - k})
+            taken.append(clock)
             ctx.set(dut.i.valid, 0)
 
     async def consumer(ctx):
