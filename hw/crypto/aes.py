@@ -37,8 +37,8 @@ from amaranth.lib.wiring import In, Out
 from .tables import RCON, SBOX
 
 
-__all__ = ["AESRequest", "AESIterative", "AESPipelined", "make_aes", "same_key",
-           "shift_rows", "mix_columns", "key_step", "sbox_lookups", "wire"]
+__all__ = ["AESRequest", "AESIterative", "AESPipelined", "make_aes",
+           "same_key_pieces", "shift_rows", "mix_columns", "key_step", "sbox_lookups", "wire"]
 
 
 #: One block to encrypt. ``key256`` selects AES-256 (else AES-128, whose key is ``key[0:128]``).
@@ -325,11 +325,9 @@ class AESPipelined(wiring.Component):
         prev_key = Signal(256)
         prev_256 = Signal()
         prev_ok = Signal()
-        prev_pieces = Signal(17)
-        m.d.sync += prev_pieces.eq(Cat(
-            *((in_r.key[16 * k:16 * k + 16] == prev_key[16 * k:16 * k + 16])
-              | (~in_r.key256 if k >= 8 else 0) for k in range(16)),
-            prev_ok & (in_r.key256 == prev_256)))
+        prev_pieces = Signal(18)
+        m.d.sync += prev_pieces.eq(Cat(same_key_pieces(in_r.key, in_r.key256, prev_key, prev_256),
+                                       prev_ok))
         same_as_prev = wire(m, prev_pieces.all(), "same_as_prev")
         with m.If(in_r_valid):
             m.d.sync += [prev_key.eq(in_r.key), prev_256.eq(in_r.key256), prev_ok.eq(1)]
@@ -370,11 +368,9 @@ class AESPipelined(wiring.Component):
         m.d.sync += [head_key.eq(head.key), head_256.eq(head.key256)]
         hits = []
         for b in range(2):
-            pieces = Signal(17, name=f"bank{b}_pieces")
-            key = Mux(head_256, head_key, Cat(head_key[:128], bank_key[b][128:]))
-            m.d.sync += pieces.eq(Cat(*(key[16 * k:16 * k + 16] == bank_key[b][16 * k:16 * k + 16]
-                                        for k in range(16)),
-                                      bank_ok[b] & (head_256 == bank_256[b])))
+            pieces = Signal(18, name=f"bank{b}_pieces")
+            m.d.sync += pieces.eq(Cat(same_key_pieces(head_key, head_256, bank_key[b],
+                                                      bank_256[b]), bank_ok[b]))
             hits.append(pieces.all())
         m.d.sync += other_hit.eq(Mux(last_bank, hits[0], hits[1]))
 
@@ -505,11 +501,14 @@ def _rcon(m, rnd, key256, name, aes128_rounds=10):
     return rcon
 
 
-def same_key(key, key256, other, other256):
+def same_key_pieces(key, key256, other, other256):
     """Whether two (key, key256) pairs name the same AES key (an AES-128 key ignores its upper
-    half)."""
-    return ((key[:128] == other[:128]) & (key256 == other256)
-            & (~key256 | (key[128:] == other[128:])))
+    half), as 17 terms whose AND is the answer: one per 16 bits of key, one for ``key256``.
+    Registered, they split the 257-bit compare over two clocks (in one, it set the clock of the
+    fast AES's issue logic, and then of the whole fast core as GCM's ``cache_h`` check)."""
+    return Cat(*((key[16 * k:16 * k + 16] == other[16 * k:16 * k + 16])
+                 | (~key256 if k >= 8 else 0) for k in range(16)),
+               key256 == other256)
 
 
 def _logic_sbox(m, name, addr):

@@ -184,13 +184,17 @@ FPGAS = {
 
 
 def place_and_route(profile, fpga, seed=1, workdir=None, log=print, engine=None,
-                    route_minutes=None):
+                    route_minutes=None, nextpnr_args=()):
     """Synthesise and place-and-route the harness; returns a dict of Fmax and cell counts.
     ``profile=None`` measures the harness alone; ``engine`` (``EngineParams``) adds the engine.
     A design that does not fit gives ``fmax_mhz=None`` and the counts nextpnr packed. With
     ``route_minutes``, nextpnr is stopped after that long; a design it has not routed by then
     gives ``fmax_mhz=None``, the ``placed_mhz`` nextpnr estimated after placement and
-    ``unrouted``, how far routing got."""
+    ``unrouted``, how far routing got. ``nextpnr_args`` (strings) go to nextpnr after the usual
+    ones, e.g. ``["--placer-heap-beta", "0.6"]``: placer and router settings under study."""
+    if (isinstance(nextpnr_args, str) or not isinstance(nextpnr_args, (list, tuple))
+            or not all(isinstance(arg, str) for arg in nextpnr_args)):
+        raise TypeError(f"nextpnr_args must be a list or tuple of strings, not {nextpnr_args!r}")
     if route_minutes is not None and (isinstance(route_minutes, bool) or not (
             isinstance(route_minutes, (int, float))
             and route_minutes > 0)):
@@ -212,10 +216,13 @@ def place_and_route(profile, fpga, seed=1, workdir=None, log=print, engine=None,
     pnr_log = os.path.join(workdir, "nextpnr.log")
     name = (profile or ("engine" if engine else "harness")) + ("+engine" if profile and engine else "")
     result = {"fpga": fpga, "profile": name, "seed": seed}
+    if nextpnr_args:
+        result["nextpnr_args"] = " ".join(nextpnr_args)
     # Not -q: the log then has nextpnr's critical path report, which says what limits Fmax.
     process = subprocess.Popen(spec["pnr"] + ["--json", netlist, "--freq", str(spec["freq"]),
                                               "--seed", str(seed), "--report", report, "-l",
-                                              pnr_log], stdout=subprocess.DEVNULL)
+                                              pnr_log, *nextpnr_args],
+                               stdout=subprocess.DEVNULL)
     try:
         returncode = process.wait(None if route_minutes is None else 60 * route_minutes)
     except subprocess.TimeoutExpired:
@@ -311,7 +318,8 @@ def _table_pnr(rows):
             fmax = f"not routed ({r['unrouted']}); placement estimate {r['placed_mhz']}"
         else:
             fmax = "does not fit"
-        lines.append(f"| {r['fpga']} | {r['profile']} | {fmax} | "
+        design = r["profile"] + (f" (`{r['nextpnr_args']}`)" if r.get("nextpnr_args") else "")
+        lines.append(f"| {r['fpga']} | {design} | {fmax} | "
                      f"{r.get('LUT4', '?')} / {r.get('LUT4_avail', '?')} | {r['FF']} | "
                      f"{r.get('BRAM', '?')} / {r.get('BRAM_avail', '?')} | {r['seconds']} |")
     return lines
@@ -330,6 +338,9 @@ def main(argv=None):
     parser.add_argument("--route-minutes", type=float, default=None, metavar="MINUTES",
                         help="stop nextpnr after this long and report how far it got "
                              "(default: no limit)")
+    parser.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
+                        help="pass ARG on to nextpnr (repeat for each word; write "
+                             "--nextpnr-arg=--placer-heap-beta --nextpnr-arg=0.6)")
     parser.add_argument("--output", default=None, help="write the Markdown table here")
     parser.add_argument("--workdir", default="build/crypto-bench")
     args = parser.parse_args(argv)
@@ -364,6 +375,7 @@ def main(argv=None):
             pnr_rows.append(place_and_route(None if core in ("harness", "engine") else core, fpga,
                                             seed=args.seed, engine=engine,
                                             route_minutes=args.route_minutes,
+                                            nextpnr_args=args.nextpnr_arg,
                                             workdir=os.path.join(args.workdir, f"{profile}-{fpga}")))
         except subprocess.CalledProcessError as error:
             print(f"{job}: failed ({error}); see {args.workdir}", file=sys.stderr)

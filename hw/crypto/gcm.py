@@ -64,7 +64,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .aes import make_aes, same_key, wire
+from .aes import make_aes, same_key_pieces, wire
 from .ghash import GHASHSerial, REMAINING_WIDTH, make_ghash
 
 
@@ -171,12 +171,21 @@ class GCMCore(wiring.Component):
 
         if self.cache_h:
             # H depends only on the key: skip E(K, 0) when the key is the previous message's.
+            # The compare takes two clocks (16-bit pieces, registered, then their AND): in one it
+            # set the whole fast core's clock (86.6 MHz, 9.1 ns of it routing). ``checked`` says
+            # the pieces are of this command: it stays stable while valid, and ``last_key``
+            # changes only when a command is taken, which clears ``checked``.
             last_key = Signal(256)
             last_key256 = Signal()
             have_key = Signal()
-            new_h = ~have_key | ~same_key(cmd.key, cmd.key256, last_key, last_key256)
+            pieces = Signal(18)
+            checked = Signal()
+            m.d.sync += pieces.eq(Cat(same_key_pieces(cmd.key, cmd.key256, last_key, last_key256),
+                                      have_key))
+            new_h = ~pieces.all()
         else:
             new_h = Const(1)
+            checked = Const(1)
         descriptor = Signal(_Descriptor)
         m.d.comb += [
             descriptor.aad_len.eq(cmd.aad_len), descriptor.text_len.eq(cmd.text_len),
@@ -188,8 +197,10 @@ class GCMCore(wiring.Component):
 
         with m.FSM(name="issuer"):
             with m.State("IDLE"):
-                m.d.comb += fifo.w_en.eq(self.cmd.valid)
-                with m.If(self.cmd.valid & fifo.w_rdy):
+                m.d.comb += fifo.w_en.eq(self.cmd.valid & checked)
+                if self.cache_h:
+                    m.d.sync += checked.eq(self.cmd.valid & ~(checked & fifo.w_rdy))
+                with m.If(self.cmd.valid & checked & fifo.w_rdy):
                     m.d.sync += [counter.eq(2), blocks_left.eq(_blocks(cmd.text_len))]
                     if self.cache_h:
                         m.d.sync += [last_key.eq(cmd.key), last_key256.eq(cmd.key256),

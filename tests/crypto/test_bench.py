@@ -1,6 +1,8 @@
 """The crypto benchmark's own logic: what it reads from nextpnr's log, and its argument checks.
 (Running place and route is a benchmark, never a test.)"""
 
+import re
+
 import pytest
 
 from ipchan.hw.crypto import bench
@@ -46,3 +48,18 @@ def test_units_are_designs_of_the_command_line(capsys):
     message = capsys.readouterr().err
     for unit in bench.UNITS:
         assert repr(unit) in message
+
+
+@pytest.mark.parametrize("args", ["--placer-heap-beta 0.6", ["--seed", 2], None])
+def test_nextpnr_args_checked(args):
+    with pytest.raises(TypeError,
+                       match=rf"nextpnr_args must be a list or tuple of strings, not {re.escape(repr(args))}"):
+        bench.place_and_route("fast", "ecp5-85f", nextpnr_args=args)
+
+
+def test_nextpnr_args_named_in_the_table():
+    row = {"fpga": "ecp5-85f", "profile": "fast", "fmax_mhz": 90.0, "LUT4": 1, "LUT4_avail": 2,
+           "FF": 3, "BRAM": 4, "BRAM_avail": 5, "seconds": 6,
+           "nextpnr_args": "--placer-heap-beta 0.6"}
+    assert bench._table_pnr([row])[2] == (
+        "| ecp5-85f | fast (`--placer-heap-beta 0.6`) | 90.0 | 1 / 2 | 3 | 4 / 5 | 6 |")
