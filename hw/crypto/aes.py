@@ -262,8 +262,8 @@ class AESPipelined(wiring.Component):
     expanded while blocks of the last one are still in flight). A block carries one bank bit.
     A request whose key is in neither bank waits at the head of the input until the bank not
     used last holds no block in flight, then an expander computes that key's 14 round keys, one
-    every two clocks from S-boxes in logic, and sends each down a *wave* register chain that moves one round
-    a clock, so that no net spans the pipeline. The wave outruns the blocks (``round_clocks``
+    every two clocks from S-boxes in logic, and sends each down a *wave* register chain that
+    moves one round a clock, so that no net spans the pipeline. The wave outruns the blocks (``round_clocks``
     clocks a round), so a block of the new key may follow as soon as the expander is done:
     :attr:`KEY_CLOCKS` more clocks for a block whose key is new, :attr:`SWITCH_CLOCKS` for one
     whose key is in the other bank.
@@ -452,11 +452,14 @@ class AESPipelined(wiring.Component):
 
         # Stage 0, the issue register: AddRoundKey with the cipher key.
         state = stage_reg(head.block ^ head.key[:128], "r0_state")
-        valid = stage_reg(issue, "r0_valid")
-        bank = stage_reg(issue_bank, "r0_bank")
-        key256 = stage_reg(head.key256, "r0_key256")
-        res128 = None
+        # What a block carries beside its state (AES-128's result too, from round 10 on).
+        carried = {"valid": stage_reg(issue, "r0_valid"), "bank": stage_reg(issue_bank, "r0_bank"),
+                   "key256": stage_reg(head.key256, "r0_key256")}
         for r in range(1, 15):
+            def carry(c):
+                # One register on, in the round's clock ``c``.
+                return {k: stage_reg(v, f"r{r}_{k}_{c}") for k, v in carried.items()}
+
             sb = _sub_state(m, f"r{r}_sbox", state, Const(1))
             # The wave passes by; this round takes the round key meant for it. Whether it does is
             # decoded a clock early, into a register per bank: each drives the clock enable of
@@ -468,8 +471,7 @@ class AESPipelined(wiring.Component):
             for b in range(2):
                 with m.If(loads[b]):
                     m.d.sync += keys[b].eq(wave["rk"])
-            carried = {"valid": valid, "key256": key256, "bank": bank, "res128": res128}
-            carried = {k: stage_reg(v, f"r{r}_{k}_0") for k, v in carried.items() if v is not None}
+            carried = carry(0)
             # Each extra clock of the round: the S-box output, and what the block carries, move
             # one register on. The round key is chosen (by the block's bank) one clock before it is
             # used, and registered once: a bank's keys hold still while its blocks are in flight.
@@ -478,20 +480,19 @@ class AESPipelined(wiring.Component):
                 sb = stage_reg(sb, f"r{r}_sb" if c == sb_clocks - 1 else f"r{r}_sb_{c}")
                 if c == sb_clocks - 1:
                     rk = stage_reg(Mux(carried["bank"], keys[1], keys[0]), f"r{r}_rk")
-                carried = {k: stage_reg(v, f"r{r}_{k}_{c}") for k, v in carried.items()}
+                carried = carry(c)
             if sb_clocks == 1:
                 rk = Mux(carried["bank"], keys[1], keys[0])
             rk = wire(m, rk, f"r{r}_rk_use")
-            valid, key256, bank = carried["valid"], carried["key256"], carried["bank"]
-            res128 = carried.get("res128")
 
             shifted = wire(m, shift_rows(sb), f"r{r}_shifted")
             if r == 10:
-                res128 = wire(m, shifted ^ rk, "res128")
+                carried["res128"] = wire(m, shifted ^ rk, "res128")
             if r < 14:
                 state = wire(m, mix_columns(shifted) ^ rk, f"r{r}_state")
             else:
-                result = wire(m, Mux(key256, shifted ^ rk, res128), "result")
+                result = wire(m, Mux(carried["key256"], shifted ^ rk, carried["res128"]),
+                              "result")
             if self.round_clocks == 4:
                 # The round's output is registered too: the next round's block RAM address then
                 # comes straight from flip-flops, not through MixColumns.
@@ -499,15 +500,11 @@ class AESPipelined(wiring.Component):
                     state = stage_reg(state, f"r{r}_out")
                 else:
                     result = stage_reg(result, "result_r")
-                carried = {"valid": valid, "key256": key256, "bank": bank, "res128": res128}
-                carried = {k: stage_reg(v, f"r{r}_{k}_3") for k, v in carried.items()
-                           if v is not None}
-                valid, key256, bank = carried["valid"], carried["key256"], carried["bank"]
-                res128 = carried.get("res128")
-        m.d.comb += [exit_valid.eq(valid), exit_bank.eq(bank)]
+                carried = carry(3)
+        m.d.comb += [exit_valid.eq(carried["valid"]), exit_bank.eq(carried["bank"])]
 
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=128, depth=depth)
-        m.d.comb += [fifo.w_en.eq(valid), fifo.w_data.eq(result)]
+        m.d.comb += [fifo.w_en.eq(carried["valid"]), fifo.w_data.eq(result)]
         # A register after the FIFO (its memory's read data would otherwise reach the GCM
         # datapath straight from a block RAM's slow clock-to-out), and a skid register beside it,
         # so that the FIFO is read by a register (``~skid_valid``), not by the consumer's

