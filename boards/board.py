@@ -44,6 +44,9 @@ class Board:
         The programming tool, and the environment variable amaranth-boards reads its path from.
     resources
         The utilisation table's lines.
+    table
+        How the engine's registers and SA table are built (:class:`~ipchan.hw.engine.Engine`'s
+        ``table``): ``"serial"`` on the iCE40UP5K, where the parallel one leaves little room.
     leds
         The LEDs for :class:`~ipchan.boards.top.BoardTop`'s indicators, as ``(resource name,
         number)``: heartbeat, link error, activity.
@@ -57,11 +60,13 @@ class Board:
     programmer_env: str
     resources: tuple
     leds: tuple = (("led", 0), ("led", 1), ("led", 2))
+    table: str = "parallel"
 
     def top(self, params=None):
         """The :class:`~ipchan.boards.top.BoardTop` to build, with ``params`` or the board's."""
         from .top import BoardTop
-        return BoardTop(self.params if params is None else params, leds=self.leds)
+        return BoardTop(self.params if params is None else params, leds=self.leds,
+                        table=self.table)
 
     @property
     def clk_freq(self):

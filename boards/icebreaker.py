@@ -1,6 +1,6 @@
 """iCEBreaker: a Lattice iCE40UP5K with a 12 MHz clock and an FTDI FT2232H (its second channel is
-the UART at /dev/ttyUSB1, typically). Built with the small engine, :data:`SMALL_PARAMS`; programmed
-with ``iceprog``.
+the UART at /dev/ttyUSB1, typically). Built with the small engine, :data:`SMALL_PARAMS`, on the
+block-RAM SA table (``table="serial"``); programmed with ``iceprog``.
 """
 
 from amaranth_boards.icebreaker import ICEBreakerPlatform
@@ -30,4 +30,7 @@ BOARD = Board(
     ),
     # The two LEDs on the main board: green for the heartbeat, red for a link error.
     leds=(("led_g", 0), ("led_r", 0)),
+    # Registers and SA table in block RAM: a fraction of the parallel table's logic cells, so
+    # the UP5K has room for the compact AES-GCM core beside them.
+    table="serial",
 )

@@ -65,6 +65,8 @@ class SerialEngine(wiring.Component):
         indicators' timing.
     baudrate : int
         The UART's speed; :func:`ipchan.hw.uart.baud_divisor` refuses one the clock cannot make.
+    table : str
+        :class:`~ipchan.hw.engine.Engine`'s ``table``: ``"parallel"`` or ``"serial"``.
 
     Members
     -------
@@ -81,10 +83,13 @@ class SerialEngine(wiring.Component):
         On while the host's line is busy and for :data:`ACTIVITY_HOLD` seconds after.
     """
 
-    def __init__(self, params, *, clk_freq, baudrate=DEFAULT_BAUDRATE):
+    def __init__(self, params, *, clk_freq, baudrate=DEFAULT_BAUDRATE, table="parallel"):
         if not isinstance(params, EngineParams):
             raise TypeError(f"Parameters must be an EngineParams, not {params!r}")
+        if table not in Engine.TABLES:
+            raise ValueError(f"Table must be 'parallel' or 'serial', not {table!r}")
         _check_clk_freq(clk_freq)
+        self._table = table
         self._params = params
         self._clk_freq = clk_freq
         self._baudrate = baudrate
@@ -126,7 +131,7 @@ class SerialEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         self.bridge = SerialLinkBridge(divisor=self._divisor, frame_timeout=self._frame_timeout)
-        self.engine = Engine(self._params)
+        self.engine = Engine(self._params, table=self._table)
         m.submodules.bridge = bridge = self.bridge
         # The bridge stays out of reset while it resets the engine: it must answer the request.
         m.submodules.engine = engine = ResetInserter(bridge.engine_rst)(self.engine)
@@ -172,16 +177,19 @@ class BoardTop(Elaboratable):
     INDICATORS = ("heartbeat", "link_error", "activity")
 
     def __init__(self, params, *, baudrate=DEFAULT_BAUDRATE,
-                 leds=(("led", 0), ("led", 1), ("led", 2))):
+                 leds=(("led", 0), ("led", 1), ("led", 2)), table="parallel"):
         if not isinstance(params, EngineParams):
             raise TypeError(f"Parameters must be an EngineParams, not {params!r}")
         leds = tuple(leds)
         if len(leds) > len(self.INDICATORS):
             raise ValueError(f"LEDs must be at most {len(self.INDICATORS)} (name, number) pairs, "
                              f"one for each of {', '.join(self.INDICATORS)}, not {leds!r}")
+        if table not in Engine.TABLES:
+            raise ValueError(f"Table must be 'parallel' or 'serial', not {table!r}")
         self.params = params
         self.baudrate = baudrate
         self.leds = leds
+        self.table = table
         #: The :class:`SerialEngine`, once elaborated (its clock is the platform's).
         self.core = None
 
@@ -191,7 +199,7 @@ class BoardTop(Elaboratable):
                             "SerialEngine instead")
         m = Module()
         self.core = core = SerialEngine(self.params, clk_freq=platform.default_clk_frequency,
-                                        baudrate=self.baudrate)
+                                        baudrate=self.baudrate, table=self.table)
         m.submodules.core = core
 
         uart = platform.request("uart", 0, dir="-")

@@ -79,11 +79,16 @@ class RegisterBridge(wiring.Component):
     * ``addr``: the address, valid while ``r_stb`` or ``w_stb`` is high;
     * ``w_stb``, ``w_data``, ``w_strb``: a write, for one cycle; while ``w_wait`` is high (it may
       depend on ``addr``) the write is held on the bus instead;
-    * ``r_stb``: a read, for one cycle; ``r_data`` must hold the value in the *next* cycle
-      (a registered read) and ``r_err`` whether the address was unmapped.
+    * ``r_stb``: a read, for one cycle; ``r_data`` must hold the value ``read_latency`` cycles
+      later (1: a registered read; 2: a register file that registers the access first) and
+      ``r_err`` whether the address was unmapped.
     """
 
-    def __init__(self, *, addr_width, data_width=32):
+    def __init__(self, *, addr_width, data_width=32, read_latency=1):
+        if read_latency not in (1, 2):
+            self._MustUse__silence = True  # a refused bridge is not an unused one
+            raise ValueError(f"Read latency must be 1 or 2, not {read_latency!r}")
+        self._read_latency = read_latency
         self._bus_sig = Signature(addr_width=addr_width, data_width=data_width)
         super().__init__({
             "bus": In(self._bus_sig),
@@ -134,7 +139,9 @@ class RegisterBridge(wiring.Component):
                         bus.arready.eq(1),
                         self.addr.eq(bus.araddr), self.r_stb.eq(1),
                     ]
-                    m.next = "READ_DATA"
+                    m.next = "READ_DATA" if self._read_latency == 1 else "READ_WAIT"
+            with m.State("READ_WAIT"):
+                m.next = "READ_DATA"
             with m.State("WRITE_RESP"):
                 with m.If(bus.bready):
                     m.d.sync += bus.bvalid.eq(0)

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 from . import axil, contract
 from .regfile import RegisterFile
 from .sa_table import SaTable
+from .serial_table import SerialTable
 
 
 __all__ = ["Engine"]
@@ -16,6 +17,20 @@ __all__ = ["Engine"]
 def _field(reg_name, field_name):
     f = contract.field_of(reg_name, field_name)
     return slice(f.offset, f.offset + f.width)
+
+
+def _connect_register_side(m, bridge, regs):
+    # The bridge's register side to a register file's (``RegisterFile`` or ``SerialTable``).
+    m.d.comb += [
+        regs.addr.eq(bridge.addr),
+        regs.w_stb.eq(bridge.w_stb),
+        regs.w_data.eq(bridge.w_data),
+        regs.w_strb.eq(bridge.w_strb),
+        bridge.w_err.eq(regs.w_err),
+        regs.r_stb.eq(bridge.r_stb),
+        bridge.r_data.eq(regs.r_data),
+        bridge.r_err.eq(regs.r_err),
+    ]
 
 
 class Engine(wiring.Component):
@@ -42,9 +57,17 @@ class Engine(wiring.Component):
         The ESP packets and the outbound tags, as for inbound.
 
     Without it (``esp=None``, the default) the packet counters read zero: no packet goes through.
+
+    ``table`` chooses how the registers and the SA table are built: ``"parallel"`` (the default)
+    keeps the registers in flip-flops and reads or writes a whole slot in one clock, which the
+    ESP datapath needs; ``"serial"`` (:class:`~ipchan.hw.serial_table.SerialTable`) keeps both in
+    block RAM and moves one word a clock, a fraction of the size, for small FPGAs such as the
+    iCE40UP5K. Both answer the same register contract; ``"serial"`` has no datapath ports.
     """
 
-    def __init__(self, params=contract.EngineParams(), *, esp=None):
+    TABLES = ("parallel", "serial")
+
+    def __init__(self, params=contract.EngineParams(), *, esp=None, table="parallel"):
         if not isinstance(params, contract.EngineParams):
             raise TypeError(f"Parameters must be an EngineParams, not {params!r}")
         if esp not in (None, "compact", "fast"):
@@ -54,8 +77,15 @@ class Engine(wiring.Component):
             self._MustUse__silence = True
             raise ValueError(f"The ESP datapath needs the SA table's tunnel endpoints, not "
                              f"{params!r}")
+        if table not in self.TABLES:
+            self._MustUse__silence = True
+            raise ValueError(f"Table must be 'parallel' or 'serial', not {table!r}")
+        if esp is not None and table != "parallel":
+            self._MustUse__silence = True
+            raise ValueError(f"The ESP datapath needs the parallel SA table, not table={table!r}")
         self._params = params
         self.esp = esp
+        self.table_kind = table
         members = {"axil": In(axil.Signature(addr_width=contract.ADDR_WIDTH))}
         if esp is not None:
             from .esp.layouts import PacketBeat, TagBeat, TaggedBeat
@@ -69,7 +99,7 @@ class Engine(wiring.Component):
                 "m_axis_out_tag": Out(stream.Signature(TagBeat)),
             })
         super().__init__(members)
-        self.table = SaTable(params)
+        self.table = SaTable(params) if table == "parallel" else SerialTable(params)
         self.inbound = self.outbound = None
         if esp is not None:
             from .esp.inbound import InboundEsp
@@ -84,21 +114,22 @@ class Engine(wiring.Component):
     def elaborate(self, platform):
         p = self._params
         m = Module()
+        if self.table_kind == "serial":
+            # The serial table registers each access before it reaches its RAMs.
+            m.submodules.bridge = bridge = axil.RegisterBridge(
+                addr_width=contract.ADDR_WIDTH, read_latency=SerialTable.READ_LATENCY)
+            m.submodules.table = table = self.table
+            connect(m, flipped(self.axil), bridge.bus)
+            _connect_register_side(m, bridge, table)
+            # As with the parallel table, writes wait while a command runs; reads never do.
+            m.d.comb += bridge.w_wait.eq(table.busy)
+            return m
         m.submodules.bridge = bridge = axil.RegisterBridge(addr_width=contract.ADDR_WIDTH)
         m.submodules.regs = regs = RegisterFile()
         m.submodules.table = table = self.table
 
         connect(m, flipped(self.axil), bridge.bus)
-        m.d.comb += [
-            regs.addr.eq(bridge.addr),
-            regs.w_stb.eq(bridge.w_stb),
-            regs.w_data.eq(bridge.w_data),
-            regs.w_strb.eq(bridge.w_strb),
-            bridge.w_err.eq(regs.w_err),
-            regs.r_stb.eq(bridge.r_stb),
-            bridge.r_data.eq(regs.r_data),
-            bridge.r_err.eq(regs.r_err),
-        ]
+        _connect_register_side(m, bridge, regs)
 
         # Identification and build parameters.
         m.d.comb += [

@@ -36,7 +36,7 @@ from .contract import Algorithm, Error, Op, SlotState
 
 
 __all__ = ["EntryLayout", "BucketLayout", "LookupResultLayout", "SaCountersLayout", "SaReadLayout",
-           "SaWriteLayout", "SaTable", "spi_hash_hdl"]
+           "SaWriteLayout", "SaTable", "spi_hash_hdl", "staged_next_states"]
 
 
 FlagsLayout = data.StructLayout({
@@ -121,6 +121,28 @@ class SaWriteLayout(data.StructLayout):
             "window": params.window_max,
             "counters": SaCountersLayout,
         })
+
+
+def staged_next_states(m, state, dirty):
+    """The slot states and ``dirty`` bits after a COMMIT and after an ABORT, for every slot at
+    once (``state`` holds two bits a slot): ``(commit_state, commit_dirty, abort_state,
+    abort_dirty)``. A slot a command releases becomes dirty, to be zeroized by the scan."""
+    n = len(dirty)
+    commit_state, commit_dirty = Signal(2 * n), Signal(n)
+    abort_state, abort_dirty = Signal(2 * n), Signal(n)
+    for i in range(n):
+        s = state.word_select(i, 2)
+        m.d.comb += [
+            commit_state.word_select(i, 2).eq(
+                Mux(s == SlotState.STAGED_ADD, SlotState.LIVE,
+                    Mux(s == SlotState.STAGED_DEL, SlotState.FREE, s))),
+            commit_dirty[i].eq(dirty[i] | (s == SlotState.STAGED_DEL)),
+            abort_state.word_select(i, 2).eq(
+                Mux(s == SlotState.STAGED_ADD, SlotState.FREE,
+                    Mux(s == SlotState.STAGED_DEL, SlotState.LIVE, s))),
+            abort_dirty[i].eq(dirty[i] | (s == SlotState.STAGED_ADD)),
+        ]
+    return commit_state, commit_dirty, abort_state, abort_dirty
 
 
 def spi_hash_hdl(table, spi, bucket_width):
@@ -428,23 +450,7 @@ class SaTable(wiring.Component):
             count_r.addr.eq(arg_index),
         ]
 
-        # Next-state functions for COMMIT and ABORT, for every slot at once.
-        commit_state = Signal(2 * N)
-        commit_dirty = Signal(N)
-        abort_state = Signal(2 * N)
-        abort_dirty = Signal(N)
-        for i in range(N):
-            s = state.word_select(i, 2)
-            m.d.comb += [
-                commit_state.word_select(i, 2).eq(
-                    Mux(s == SlotState.STAGED_ADD, SlotState.LIVE,
-                        Mux(s == SlotState.STAGED_DEL, SlotState.FREE, s))),
-                commit_dirty[i].eq(dirty[i] | (s == SlotState.STAGED_DEL)),
-                abort_state.word_select(i, 2).eq(
-                    Mux(s == SlotState.STAGED_ADD, SlotState.FREE,
-                        Mux(s == SlotState.STAGED_DEL, SlotState.LIVE, s))),
-                abort_dirty[i].eq(dirty[i] | (s == SlotState.STAGED_ADD)),
-            ]
+        commit_state, commit_dirty, abort_state, abort_dirty = staged_next_states(m, state, dirty)
         # Staged installs and deletions still pending, so COMMIT can update the live count
         # without counting N slots.
         n_add = Signal(range(N + 1))

@@ -52,9 +52,9 @@ STREAM_PORTS = tuple(_AXIS_FIELDS)
 class EngineTop(Elaboratable):
     """:class:`~ipchan.hw.engine.Engine` with flat ports for a Verilog top level."""
 
-    def __init__(self, params=contract.EngineParams(), *, esp=None):
+    def __init__(self, params=contract.EngineParams(), *, esp=None, table="parallel"):
         self._MustUse__silence = True      # a top whose engine was refused is not an unused one
-        self.engine = Engine(params, esp=esp)
+        self.engine = Engine(params, esp=esp, table=table)
         self._MustUse__silence = False
         self.clk = Signal(name="clk")
         self.rst = Signal(name="rst")
@@ -97,10 +97,11 @@ class EngineTop(Elaboratable):
         return m
 
 
-def engine_verilog(params=contract.EngineParams(), *, esp=None):
+def engine_verilog(params=contract.EngineParams(), *, esp=None, table="parallel"):
     """Verilog text of ``ipchan_engine`` built with ``params`` (and the ESP datapath with GCM
-    profile ``esp``, if not ``None``)."""
-    top = EngineTop(params, esp=esp)
+    profile ``esp``, if not ``None``; the SA table as :class:`~ipchan.hw.engine.Engine`'s
+    ``table``)."""
+    top = EngineTop(params, esp=esp, table=table)
     return verilog.convert(top, ports=top.ports, name=TOP_NAME, emit_src=False)
 
 

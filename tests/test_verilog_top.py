@@ -63,3 +63,25 @@ def test_tag_ports_carry_one_tag_beat(esp_ports, port):
 def test_top_refuses_an_unknown_profile():
     with pytest.raises(ValueError, match=r"ESP datapath must be None, 'compact' or 'fast', not 'tiny'"):
         EngineTop(contract.EngineParams(n_entries=4), esp="tiny")
+
+
+def test_engine_refuses_a_bad_table():
+    with pytest.raises(ValueError, match=r"^Table must be 'parallel' or 'serial', not 'ram'$"):
+        EngineTop(contract.EngineParams(n_entries=4), table="ram")
+    # The serial table has no datapath ports.
+    with pytest.raises(ValueError, match=r"^The ESP datapath needs the parallel SA table, not "
+                                         r"table='serial'$"):
+        EngineTop(contract.EngineParams(n_entries=4), esp="compact", table="serial")
+
+
+def test_serial_engine_ports_are_the_parallel_ones():
+    """The same Verilog top for either table (the datapath's streams aside): a board or a
+    testbench swaps one for the other without a change."""
+    params = contract.EngineParams(n_entries=4)
+    assert _top_ports(engine_verilog(params, table="serial")) == _top_ports(engine_verilog(params))
+
+
+def test_register_bridge_refuses_a_bad_read_latency():
+    from ipchan.hw.axil import RegisterBridge
+    with pytest.raises(ValueError, match=r"^Read latency must be 1 or 2, not 3$"):
+        RegisterBridge(addr_width=12, read_latency=3)

@@ -99,7 +99,8 @@ class Harness(Elaboratable):
     """The core between a serial-in shift register and an XOR-folded output pin (for P&R only).
 
     ``profile=None`` builds the harness alone (with the core's widths). ``engine``, an
-    :class:`ipchan.hw.contract.EngineParams`, adds :class:`ipchan.hw.engine.Engine` beside the core
+    :class:`ipchan.hw.contract.EngineParams`, adds :class:`ipchan.hw.engine.Engine` (with the
+    block-RAM table, ``table="serial"``, as the iCEBreaker builds it) beside the core
     (its AXI4-Lite inputs from the same shift register, its outputs folded in too): what has to fit
     the FPGA together. ``profile=None`` with ``engine`` is the engine alone."""
 
@@ -130,7 +131,8 @@ class Harness(Elaboratable):
                           core.r.payload.as_value(), core.r.valid]
         if self.engine is not None:
             from ipchan.hw.engine import Engine
-            m.submodules.engine = engine = Engine(self.engine)
+            # As the iCEBreaker builds it: registers and SA table in block RAM.
+            m.submodules.engine = engine = Engine(self.engine, table="serial")
             for name, member in engine.axil.signature.members.items():
                 # engine.axil is the subordinate's (flipped) view: its In members are inputs.
                 (in_wires if member.flow.name == "In" else out_wires).append(

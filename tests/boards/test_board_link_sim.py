@@ -16,6 +16,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from amaranth.sim import Simulator
 
 from ipchan.boards.top import SerialEngine, frame_timeout_cycles
@@ -159,8 +161,10 @@ def session(engine, golden, log):
     both("counters", lambda e: e.counters())
 
 
-def test_driver_through_serial_transport_on_simulated_board():
-    dut = SerialEngine(PARAMS, clk_freq=SIM_CLK_FREQ, baudrate=SIM_BAUDRATE)
+# "serial": the block-RAM table the iCEBreaker is built with.
+@pytest.mark.parametrize("table", ["parallel", "serial"])
+def test_driver_through_serial_transport_on_simulated_board(table):
+    dut = SerialEngine(PARAMS, clk_freq=SIM_CLK_FREQ, baudrate=SIM_BAUDRATE, table=table)
     # The board and the transport must agree on the line: the gateware's divisor is what the
     # transport's baud rate gives on this clock, and its frame timeout is the transport's.
     assert dut.divisor == SIM_DIVISOR == baud_divisor(SIM_CLK_FREQ, SIM_BAUDRATE)

@@ -43,8 +43,10 @@ def test_board_line_matches_transport(name, clk_freq, divisor):
 
 def test_board_engines():
     assert BOARDS["icebreaker"].params == SMALL_PARAMS
+    assert BOARDS["icebreaker"].table == "serial"
     assert BOARDS["ulx3s"].params == EngineParams()
     assert BOARDS["ulx3s"].params.n_entries == 256
+    assert BOARDS["ulx3s"].table == "parallel"
 
 
 def test_frame_timeout_cycles():
@@ -74,6 +76,8 @@ def test_serial_engine_argument_checks():
     with pytest.raises(ValueError, match=r"^Baud rate 115200 cannot be made from a 1000000 Hz "
                                          r"clock"):
         SerialEngine(SMALL, clk_freq=1_000_000, baudrate=115_200)
+    with pytest.raises(ValueError, match=r"^Table must be 'parallel' or 'serial', not 'flat'$"):
+        SerialEngine(SMALL, clk_freq=12e6, table="flat")
     gc.collect()
 
 
@@ -87,6 +91,8 @@ def test_board_top_argument_checks():
     with pytest.raises(ValueError, match=r"^LEDs must be at most 3 \(name, number\) pairs, one "
                                          r"for each of heartbeat, link_error, activity, not "):
         BoardTop(SMALL, leds=[("led", i) for i in range(4)])
+    with pytest.raises(ValueError, match=r"^Table must be 'parallel' or 'serial', not None$"):
+        BoardTop(SMALL, table=None)
     gc.collect()
 
 

@@ -1,0 +1,835 @@
+"""The register file and SA table for small FPGAs: everything in block RAM, one word a clock.
+
+:class:`~ipchan.hw.regfile.RegisterFile` and :class:`~ipchan.hw.sa_table.SaTable` keep every
+register in flip-flops and every SA field in a memory as wide as the field, so a slot is read or
+written in one clock and the ESP datapath can take a whole SA at once. On an iCE40UP5K that
+leaves no room (the iCEBreaker build with 16 SAs took 4,719 of the 5,280 logic cells): a 4 kbit
+EBR is at most 16 bits wide, so a 288-bit key memory alone takes 18 of the 30, and every register
+is a flip-flop behind a 72-way read multiplexer.
+
+:class:`SerialTable` implements the same register contract, command for command and error for
+error, with two 32-bit memories and a sequencer that moves one word a clock:
+
+* **Register RAM** (128 words): every register whose value is stored (the staging registers, the
+  read-back and result registers, the version, the counters). A host read of a stored register is
+  a read of this RAM. Only STATUS, LIVE, FREE and the constant identification registers are
+  flip-flops. Each access is registered before it reaches the RAM, so a read answers two clocks
+  after its strobe, not one (:class:`~ipchan.hw.axil.RegisterBridge` with ``read_latency=2``).
+* **Slot RAM**: each slot's words (key, salt, SPI, flags, sequence number, generation and, if
+  built with them, tunnel endpoints), both hash tables' buckets and the free list.
+
+A command copies words between the two: INSTALL copies the staging registers into the slot,
+READ_ENTRY the slot into the read-back registers, a counter is read, incremented and written back.
+The slot states stay in flip-flops, so COMMIT and ABORT still change every slot, and ``VERSION``,
+in one clock edge.
+
+What it leaves out: the ESP datapath's ports (lookups by the datapath, whole-SA reads and
+write-backs). Without a datapath no packet changes a replay window or a packet counter, so those
+are not stored: the ``RB_CNT_*`` registers read zero, as they do on the flip-flop table built
+without a datapath. For the same reason MOVE_BUCKET writes its two buckets in consecutive clocks
+rather than one: no lookup can run between them.
+
+Host reads are never held (STATUS can always be polled): a read of the register RAM takes its read
+port in that clock, and the sequencer waits a clock. A 64-bit pair stays untorn as in the
+flip-flop file: reading the low half makes the next two clocks copy the high half's current value
+(kept at an address the contract leaves unmapped) into the word the high register reads.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from . import contract
+from .contract import Access, Algorithm, Error, Op, SlotState
+from .sa_table import spi_hash_hdl, staged_next_states
+
+
+__all__ = ["SerialTable", "SLOT_WORDS", "REG_RAM_DEPTH", "LIVE_REGISTERS", "HIGH_HALF_LIVE"]
+
+
+#: Registers held in flip-flops (or constants); every other stored register is in the register
+#: RAM. CMD is not stored at all: writing it starts a command, reading it returns zero.
+LIVE_REGISTERS = ("ID", "CONTRACT", "CONFIG0", "CONFIG1", "CONFIG2", "STATUS", "LIVE", "FREE")
+
+#: Words of the register RAM (word addresses 0..127, byte addresses up to 0x1FC).
+REG_RAM_DEPTH = 128
+
+#: For each 64-bit pair, the word (unmapped in the contract) that holds the high half's current
+#: value; the high register's own word is its snapshot, taken when the low half is read.
+HIGH_HALF_LIVE = {"VERSION_HI": 0x034, "RB_SEQ_HI": 0x038, "LOOKUP_VERSION_HI": 0x03C}
+
+#: A slot's words in the slot RAM, by the staging register they come from.
+SLOT_WORDS = {
+    **{f"KEY{i}": i for i in range(8)},
+    "SALT": 8, "SPI": 9, "FLAGS": 10, "SEQ_LO": 11, "SEQ_HI": 12, "GEN": 13,
+    **{f"SRC{i}": 16 + i for i in range(4)},
+    **{f"DST{i}": 20 + i for i in range(4)},
+}
+
+
+def f_flags_width(name):
+    return contract.field_of("SA_FLAGS", name).width
+
+
+def _word(name):
+    return contract.register(name).addr >> 2
+
+
+def _check_layout():
+    # The register RAM's layout is derived from the contract; refuse one it cannot hold.
+    mapped = {r.addr for r in contract.REGISTERS}
+    for hi, live in HIGH_HALF_LIVE.items():
+        if live in mapped:
+            raise ValueError(f"The live high half of {hi} is kept at {live:#x}, which the "
+                             f"contract maps")
+    for reg in contract.REGISTERS:
+        if reg.name in LIVE_REGISTERS or reg.name == "CMD":
+            continue
+        if reg.addr >> 2 >= REG_RAM_DEPTH:
+            raise ValueError(f"Register {reg.name} at {reg.addr:#x} is beyond the register RAM "
+                             f"({REG_RAM_DEPTH} words)")
+        if reg.reset:
+            raise ValueError(f"Register {reg.name} resets to {reg.reset:#x}, but the register "
+                             f"RAM is zeroed at reset")
+
+
+_check_layout()
+
+
+class SerialTable(wiring.Component):
+    """Register file, SA table and version register in two block RAMs.
+
+    The register side is :class:`~ipchan.hw.axil.RegisterBridge`'s (``addr``, ``w_stb``,
+    ``w_data``, ``w_strb``, ``w_err`` in the same clock, ``r_stb``, then ``r_data`` and ``r_err``
+    :data:`READ_LATENCY` clocks later), with accesses spaced as the bridge spaces them: one at a
+    time, and none sooner than ``READ_LATENCY + 2`` clocks after a read's ``r_stb`` (the two
+    clocks after a read of a pair's low half copy its high half, through both RAM ports);
+    ``busy`` is high while a command (or the reset-time zeroization) runs, and the bridge must
+    hold writes meanwhile (``w_wait``).
+
+    Parameters
+    ----------
+    params : :class:`~ipchan.hw.contract.EngineParams`
+        The engine to build.
+    """
+
+    #: Clocks from ``r_stb`` to ``r_data``: the access is registered, then the RAM is read.
+    READ_LATENCY = 2
+
+    def __init__(self, params=contract.EngineParams()):
+        if not isinstance(params, contract.EngineParams):
+            self._MustUse__silence = True  # a refused table is not an unused one
+            raise TypeError(f"Parameters must be an EngineParams, not {params!r}")
+        self._params = params
+        super().__init__({
+            "addr": In(contract.ADDR_WIDTH),
+            "w_stb": In(1),
+            "w_data": In(32),
+            "w_strb": In(4),
+            "w_err": Out(1),
+            "r_stb": In(1),
+            "r_data": Out(32),
+            "r_err": Out(1),
+            "busy": Out(1, init=1),
+        })
+
+    @property
+    def params(self):
+        return self._params
+
+    @property
+    def slot_stride(self):
+        """Words per slot in the slot RAM: 16, or 32 with tunnel endpoints."""
+        return 32 if self._params.tunnel_endpoints else 16
+
+    @property
+    def slot_ram_depth(self):
+        """Words of the slot RAM: the slots in the lower half; the buckets (two words each) and
+        the free list in the upper half."""
+        return 2 * self._params.n_entries * self.slot_stride
+
+    def elaborate(self, platform):
+        p = self._params
+        m = Module()
+        N, NB, IW, BW = p.n_entries, p.n_buckets, p.index_width, p.bucket_width
+        GW, VW = p.generation_width, p.version_width
+        SW = self.slot_stride.bit_length() - 1
+        SD = self.slot_ram_depth
+        SA = (SD - 1).bit_length()
+
+        m.submodules.reg_ram = reg_ram = Memory(shape=32, depth=REG_RAM_DEPTH, init=[])
+        # Only the sequencer uses the slot RAM, and no state uses read data whose address it
+        # wrote in the same clock (a state that writes either reads another region or ignores
+        # what it read). So Yosys need not emulate read-before-write on the iCE40's block RAM,
+        # whose result on such a collision is undefined: that emulation cost 32 flip-flops, a
+        # comparator and a multiplexer, and set the clock.
+        m.submodules.slot_ram = slot_ram = Memory(shape=32, depth=SD, init=[],
+                                                  attrs={"no_rw_check": 1})
+        # Exposed for white-box tests (zeroization of keys).
+        self.reg_ram, self.slot_ram = reg_ram, slot_ram
+        rr_port = reg_ram.read_port()
+        rw_port = reg_ram.write_port(granularity=8)
+        sr_port = slot_ram.read_port()
+        sw_port = slot_ram.write_port()
+        rr, sr = rr_port.data, sr_port.data
+
+        # --- Slot RAM addresses -------------------------------------------------------------------
+        def slot_addr(slot, name):
+            return Cat(Const(SLOT_WORDS[name], SW), slot[:IW], Const(0, 1))
+
+        def bucket_addr(table, bucket, half):
+            # half 0: the SPI; half 1: valid (bit 0) and index (bits 16..), as RB_BUCKET.
+            return Cat(Const(half, 1), bucket[:BW], table, Const(0, SA - BW - 3), Const(1, 1))
+
+        def free_addr(i):
+            return Cat(i[:IW], Const(0, SA - IW - 2), Const(1, 1), Const(1, 1))
+
+        def spi_hash(table, spi):
+            return Mux(table, spi_hash_hdl(1, spi, BW), spi_hash_hdl(0, spi, BW))
+
+        # --- Host side: decoding, reads, writes, snapshots ------------------------------------
+        word = self.addr[2:]
+        pairs = [r for r in contract.REGISTERS if r.snapshot_hi]
+        # What each word address is, as one constant table indexed by the address (a function
+        # of seven bits per output, not a comparator per register).
+        Decode = data.StructLayout({
+            "mapped": 1,
+            "in_ram": 1,        # the register's value is in the register RAM
+            "writable": 1,      # RW or WO, and stored
+            "write_only": 1,
+            "is_cmd": 1,
+            "low_half": 2,      # 1 + which pair, when this is the low half of a 64-bit pair
+        })
+        table = [Decode.const({}) for _ in range(REG_RAM_DEPTH)]
+        for reg in contract.REGISTERS:
+            fields = {"mapped": 1}
+            if reg.name == "CMD":
+                fields.update(is_cmd=1, write_only=1)
+            elif reg.name not in LIVE_REGISTERS:
+                fields.update(in_ram=1, writable=int(reg.access != Access.RO),
+                              write_only=int(reg.access == Access.WO))
+            if reg.snapshot_hi:
+                fields["low_half"] = 1 + pairs.index(reg)
+            table[reg.addr >> 2] = Decode.const(fields)
+        decode = Signal(Decode)
+        with m.If(word[7:] == 0):
+            m.d.comb += decode.eq(Array(table)[word[:7]])
+        m.d.comb += self.w_err.eq(self.w_stb & ~decode.mapped)
+
+        # Every access is registered before it reaches the RAMs (so the bridge reads with a
+        # latency of two): nothing of the bus's combinational path reaches the sequencer.
+        h_read = Signal()
+        h_write = Signal()
+        h_word = Signal(7)
+        h_data = Signal(32)
+        h_strb = Signal(4)
+        h = Signal(Decode)
+        m.d.sync += [
+            h_read.eq(self.r_stb), h_write.eq(self.w_stb), h_word.eq(word[:7]),
+            h_data.eq(self.w_data), h_strb.eq(self.w_strb), h.eq(decode),
+        ]
+        host_read = Signal()    # the host reads the register RAM in this clock
+        m.d.comb += host_read.eq(h_read & h.in_ram)
+
+        # The snapshot of a pair's high half: the clock after the low half was read, read the
+        # high half's live word; the clock after that, write it to the high register's word.
+        snap_read = Signal(2)
+        snap_write = Signal(2)
+        m.d.sync += [
+            snap_read.eq(Mux(h_read, h.low_half, 0)),
+            snap_write.eq(snap_read),
+        ]
+        live_hi_addr = Signal(7)
+        shadow_addr = Signal(7)
+        with m.Switch(snap_read):
+            for k, reg in enumerate(pairs):
+                with m.Case(k + 1):
+                    m.d.comb += live_hi_addr.eq(HIGH_HALF_LIVE[reg.snapshot_hi] >> 2)
+        with m.Switch(snap_write):
+            for k, reg in enumerate(pairs):
+                with m.Case(k + 1):
+                    m.d.comb += shadow_addr.eq(_word(reg.snapshot_hi))
+
+        # What the sequencer may use this clock. A read issued with ``gr`` always has its data
+        # next clock, and a write in that next clock always has ``gw`` (a snapshot write is two
+        # clocks after a host read, which would have kept ``gr`` low). Writes wait while a
+        # snapshot is in flight, so the two halves of a pair that the sequencer writes in
+        # consecutive clocks are never read torn.
+        gr = Signal()
+        gw = Signal()
+        m.d.comb += [
+            gr.eq(~host_read & (snap_read == 0)),
+            gw.eq((snap_read == 0) & (snap_write == 0)),
+        ]
+        seq_raddr = Signal(7)
+        seq_waddr = Signal(7)
+        seq_wdata = Signal(32)
+        seq_wen = Signal()
+        m.d.comb += [
+            rr_port.addr.eq(Mux(host_read, h_word, Mux(snap_read != 0, live_hi_addr, seq_raddr))),
+        ]
+        with m.If(snap_write != 0):
+            m.d.comb += [rw_port.addr.eq(shadow_addr), rw_port.data.eq(rr), rw_port.en.eq(0b1111)]
+        with m.Elif(h_write & h.writable):
+            # Host writes only reach here while no command runs (the bridge holds them on busy,
+            # and one that it let through has reached here before the command it starts writes).
+            m.d.comb += [rw_port.addr.eq(h_word), rw_port.data.eq(h_data),
+                         rw_port.en.eq(h_strb)]
+        with m.Else():
+            m.d.comb += [rw_port.addr.eq(seq_waddr), rw_port.data.eq(seq_wdata),
+                         rw_port.en.eq(Mux(seq_wen, 0b1111, 0))]
+
+        # --- Flip-flop state ------------------------------------------------------------------
+        error = Signal(8)
+        staged = Signal(16)
+        version = Signal(VW)
+        state = Signal(2 * N)       # slot states, so COMMIT changes every slot in one edge
+        dirty = Signal(N)           # released, waiting for the zeroizing scan
+        live_n = Signal(range(N + 1))
+        free_n = Signal(range(N + 1))
+        free_head = Signal(IW)
+        free_tail = Signal(IW)
+        n_add = Signal(range(N + 1))
+        n_del = Signal(range(N + 1))
+
+        # Host reads: the value two clocks after r_stb (the registered access, then the RAM's
+        # read or this register).
+        live_value = Signal(32)
+        consts = {
+            "ID": contract.register("ID").reset,
+            "CONTRACT": contract.register("CONTRACT").reset,
+            "CONFIG0": (contract.field_of("CONFIG0", "N_ENTRIES").put(p.n_entries) |
+                        contract.field_of("CONFIG0", "GEN_WIDTH").put(GW) |
+                        contract.field_of("CONFIG0", "VERSION_WIDTH").put(VW)),
+            "CONFIG1": (contract.field_of("CONFIG1", "WINDOW_MAX").put(p.window_max) |
+                        contract.field_of("CONFIG1", "N_BUCKETS").put(NB)),
+            "CONFIG2": (contract.field_of("CONFIG2", "MAX_PACKET").put(p.max_packet) |
+                        contract.field_of("CONFIG2", "MAX_EXT_HEADERS").put(
+                            contract.IPV6_MAX_EXT_HEADERS) |
+                        contract.field_of("CONFIG2", "ENDPOINTS").put(p.tunnel_endpoints)),
+        }
+        status = contract.register("STATUS")
+        with m.Switch(h_word):
+            for name, value in consts.items():
+                with m.Case(_word(name)):
+                    m.d.comb += live_value.eq(value)
+            with m.Case(_word("STATUS")):
+                for fname, value in (("BUSY", self.busy), ("ERROR", error), ("STAGED", staged)):
+                    f = status.field(fname)
+                    m.d.comb += live_value[f.offset:f.offset + f.width].eq(value)
+            with m.Case(_word("LIVE")):
+                m.d.comb += live_value.eq(live_n)
+            with m.Case(_word("FREE")):
+                m.d.comb += live_value.eq(free_n)
+        r_from_ram = Signal()
+        r_live = Signal(32)
+        with m.If(h_read):
+            m.d.sync += [
+                r_from_ram.eq(h.in_ram & ~h.write_only),
+                r_live.eq(Mux(h.mapped, live_value, 0)),
+                self.r_err.eq(~h.mapped),
+            ]
+        m.d.comb += self.r_data.eq(Mux(r_from_ram, rr, r_live))
+
+        # --- Sequencer --------------------------------------------------------------------------
+        op = Signal(4)
+        arg_table = Signal()
+        arg_index = Signal(16)
+        spi = Signal(32)
+        f_dir = Signal()
+        f_place = Signal()
+        f_alg = Signal(f_flags_width("ALG"))
+        f_window = Signal(f_flags_width("WINDOW"))
+        cur = Signal(IW)
+        k = Signal(6)                   # word of a copy or a zeroization
+        scan_i = Signal(range(max(N, SD, REG_RAM_DEPTH) + 1))
+        b_valid = Signal()
+        b_index = Signal(IW)
+        # The bucket every bucket access goes to, set a clock before: one address, not one per
+        # command, in front of the slot RAM.
+        b_table = Signal()
+        b_bucket = Signal(BW)
+        match0 = Signal()
+        index0 = Signal(IW)
+        found = Signal()
+        new_gen = Signal(GW)
+        counter = Signal(7)             # word of the counter being incremented
+        AFTER_DONE, AFTER_HITS, AFTER_VERSION = range(3)
+        after = Signal(2)
+
+        def aim(table, bucket):
+            m.d.sync += [b_table.eq(table), b_bucket.eq(bucket)]
+
+        def aim_hash(table):
+            aim(table, spi_hash(table, spi))
+
+        def bucket_word(half):
+            return bucket_addr(b_table, b_bucket, half)
+
+        version_hi = version[32:] if VW > 32 else 0
+        version_at_max = Signal()
+        m.d.sync += version_at_max.eq(version == p.version_max)
+
+        def visible(idx):
+            return state.bit_select(idx * 2 + 1, 1)
+
+        def slot_state(idx):
+            return state.word_select(idx, 2)
+
+        def r_read(addr):
+            m.d.comb += seq_raddr.eq(addr)
+            return gr
+
+        def r_write(addr, data):
+            m.d.comb += [seq_waddr.eq(addr), seq_wdata.eq(data), seq_wen.eq(gw)]
+            return gw
+
+        def s_read(addr):
+            m.d.comb += sr_port.addr.eq(addr)
+
+        def s_write(addr, data, en=1):
+            m.d.comb += [sw_port.addr.eq(addr), sw_port.data.eq(data), sw_port.en.eq(en)]
+
+        def done():
+            m.d.sync += self.busy.eq(0)
+            m.next = "IDLE"
+
+        def count(name, then):
+            m.d.sync += [counter.eq(_word(name)), after.eq(then)]
+            m.next = "COUNT_READ"
+
+        def fail(code):
+            m.d.sync += error.eq(code)
+            count("CNT_CMD_ERRORS", AFTER_DONE)
+
+        # Copies between the RAMs, a word a clock, as (source word, destination word) lists.
+        install_copy = [(_word(f"SA_KEY{i}"), f"KEY{i}") for i in range(8)] + [
+            (_word("SA_SALT"), "SALT"), (_word("SA_SPI"), "SPI"), (_word("SA_FLAGS"), "FLAGS"),
+            (_word("SA_SEQ_LO"), "SEQ_LO"), (_word("SA_SEQ_HI"), "SEQ_HI")]
+        # READ_ENTRY: the sequence number last, its halves in consecutive clocks.
+        entry_copy = [("SPI", _word("RB_SPI")), ("FLAGS", _word("RB_FLAGS")),
+                      ("GEN", _word("RB_STATE"))]
+        if p.tunnel_endpoints:
+            install_copy += [(_word(f"SA_{e}{i}"), f"{e}{i}") for e in ("SRC", "DST")
+                             for i in range(4)]
+            entry_copy += [(f"{e}{i}", _word(f"RB_{e}{i}")) for e in ("SRC", "DST")
+                           for i in range(4)]
+        entry_copy += [("SEQ_LO", _word("RB_SEQ_LO")),
+                       ("SEQ_HI", HIGH_HALF_LIVE["RB_SEQ_HI"] >> 2)]
+
+        def readback_source(j):
+            # The slot RAM word that READ_ENTRY or READ_BUCKET copies at step j.
+            addr = Signal(SA)
+            with m.If(op == Op.READ_BUCKET):
+                m.d.comb += addr.eq(bucket_word(1))
+                with m.If(j == 1):
+                    m.d.comb += addr.eq(bucket_word(0))
+            with m.Else():
+                with m.Switch(j):
+                    for n, (src, _) in enumerate(entry_copy):
+                        with m.Case(n):
+                            m.d.comb += addr.eq(slot_addr(cur, src))
+            return addr
+
+        readback_dest = Signal(7)
+        readback_last = Signal()
+        with m.If(op == Op.READ_BUCKET):
+            m.d.comb += [readback_dest.eq(Mux(k == 0, _word("RB_BUCKET"), _word("RB_BUCKET_SPI"))),
+                         readback_last.eq(k == 1)]
+        with m.Else():
+            m.d.comb += readback_last.eq(k == len(entry_copy) - 1)
+            with m.Switch(k):
+                for n, (_, dst) in enumerate(entry_copy):
+                    with m.Case(n):
+                        m.d.comb += readback_dest.eq(dst)
+
+        commit_state, commit_dirty, abort_state, abort_dirty = staged_next_states(m, state, dirty)
+
+        w_op = h_data[contract.field_of("CMD", "OP").offset:][:4]
+        w_index = h_data[contract.field_of("CMD", "INDEX").offset:][:16]
+        w_table = h_data[contract.field_of("CMD", "TABLE").offset]
+        place_bit = contract.field_of("SA_FLAGS", "PLACE").offset
+        f_flags = {name: contract.field_of("SA_FLAGS", name) for name in
+                   ("DIR", "PLACE", "ALG", "WINDOW")}
+
+        def flag(word_value, name):
+            f = f_flags[name]
+            return word_value[f.offset:f.offset + f.width]
+
+        with m.FSM(name="seq", init="INIT_REGS"):
+            with m.State("INIT_REGS"):
+                # After reset: zero the register RAM, then the slot RAM with the free list
+                # 0..N-1. Block RAM keeps its contents across a reset, so this is also what
+                # zeroizes keys then.
+                with m.If(r_write(scan_i[:7], 0)):
+                    m.d.sync += scan_i.eq(scan_i + 1)
+                    with m.If(scan_i == REG_RAM_DEPTH - 1):
+                        m.d.sync += scan_i.eq(0)
+                        m.next = "INIT_SLOTS"
+            with m.State("INIT_SLOTS"):
+                in_free = scan_i[SA - 2:SA] == 0b11
+                s_write(scan_i[:SA], Mux(in_free & (scan_i[:SA - 2] < N), scan_i[:IW], 0))
+                m.d.sync += scan_i.eq(scan_i + 1)
+                with m.If(scan_i == SD - 1):
+                    m.d.sync += [free_head.eq(0), free_tail.eq(0), free_n.eq(N), scan_i.eq(0)]
+                    done()
+
+            with m.State("IDLE"):
+                with m.If(h_write & h.is_cmd):
+                    m.d.sync += [op.eq(w_op), arg_table.eq(w_table), arg_index.eq(w_index),
+                                 error.eq(Error.NONE), self.busy.eq(1)]
+                    m.next = "DISPATCH"
+
+            with m.State("DISPATCH"):
+                # From registers only: the command's operands, and whether VERSION is at its
+                # largest value, which was registered at least a clock after it last moved.
+                with m.Switch(op):
+                    with m.Case(Op.NOP):
+                        done()
+                    with m.Case(Op.INSTALL):
+                        m.next = "INSTALL_SPI"
+                    with m.Case(Op.DELETE):
+                        with m.If(arg_index >= N):
+                            fail(Error.BAD_INDEX)
+                        with m.Else():
+                            m.d.sync += cur.eq(arg_index[:IW])
+                            m.next = "DELETE"
+                    with m.Case(Op.COMMIT):
+                        with m.If(staged == 0):
+                            fail(Error.NOTHING_STAGED)
+                        with m.Elif(version_at_max):
+                            fail(Error.VERSION_EXHAUSTED)
+                        with m.Else():
+                            # The one edge where the table and its version move together.
+                            m.d.sync += [
+                                state.eq(commit_state), dirty.eq(commit_dirty),
+                                version.eq(version + 1),
+                                live_n.eq(live_n + n_add - n_del),
+                                n_add.eq(0), n_del.eq(0), staged.eq(0),
+                            ]
+                            count("CNT_COMMITS", AFTER_VERSION)
+                    with m.Case(Op.ABORT):
+                        with m.If(staged == 0):
+                            fail(Error.NOTHING_STAGED)
+                        with m.Else():
+                            m.d.sync += [state.eq(abort_state), dirty.eq(abort_dirty),
+                                         n_add.eq(0), n_del.eq(0), staged.eq(0),
+                                         scan_i.eq(0)]
+                            m.next = "SCAN"
+                    with m.Case(Op.BUMP_VERSION):
+                        with m.If(version_at_max):
+                            fail(Error.VERSION_EXHAUSTED)
+                        with m.Else():
+                            m.d.sync += version.eq(version + 1)
+                            m.next = "VERSION_LO"
+                    with m.Case(Op.LOOKUP):
+                        m.next = "LOOKUP_SPI"
+                    with m.Case(Op.READ_ENTRY, Op.READ_BUCKET):
+                        with m.If(arg_index >= Mux(op == Op.READ_ENTRY, N, NB)):
+                            fail(Error.BAD_INDEX)
+                        with m.Else():
+                            m.d.sync += [k.eq(0), cur.eq(arg_index[:IW])]
+                            aim(arg_table, arg_index[:BW])
+                            m.next = "READBACK_FIRST"
+                    with m.Case(Op.MOVE_BUCKET):
+                        with m.If(arg_index >= NB):
+                            fail(Error.BAD_INDEX)
+                        with m.Else():
+                            aim(arg_table, arg_index[:BW])
+                            m.next = "MOVE_SRC_FLAGS"
+                    with m.Default():
+                        fail(Error.BAD_OP)
+
+            with m.State("DELETE"):
+                with m.If(slot_state(cur) == SlotState.LIVE):
+                    m.d.sync += [slot_state(cur).eq(SlotState.STAGED_DEL),
+                                 n_del.eq(n_del + 1), staged.eq(staged + 1)]
+                    count("CNT_DELETES", AFTER_DONE)
+                with m.Elif(slot_state(cur) == SlotState.STAGED_ADD):
+                    # Cancels an install that was never visible.
+                    m.d.sync += [slot_state(cur).eq(SlotState.FREE),
+                                 dirty.bit_select(cur, 1).eq(1),
+                                 n_add.eq(n_add - 1), staged.eq(staged + 1)]
+                    count("CNT_DELETES", AFTER_DONE)
+                with m.Else():
+                    fail(Error.NO_SUCH_SA)
+
+            # Counters: read, increment, write back; then what the command does next.
+            with m.State("COUNT_READ"):
+                with m.If(r_read(counter)):
+                    m.next = "COUNT_WRITE"
+            with m.State("COUNT_WRITE"):
+                with m.If(r_write(counter, rr + 1)):
+                    with m.Switch(after):
+                        with m.Case(AFTER_DONE):
+                            done()
+                        with m.Case(AFTER_HITS):
+                            with m.If(found):
+                                count("CNT_HITS", AFTER_DONE)
+                            with m.Else():
+                                done()
+                        with m.Case(AFTER_VERSION):
+                            m.next = "VERSION_LO"
+
+            # The version's words, low then high in consecutive clocks.
+            with m.State("VERSION_LO"):
+                with m.If(r_write(_word("VERSION_LO"), version[:32])):
+                    m.next = "VERSION_HI"
+            with m.State("VERSION_HI"):
+                with m.If(r_write(HIGH_HALF_LIVE["VERSION_HI"] >> 2,
+                                  version_hi)):
+                    with m.If(op == Op.COMMIT):
+                        m.d.sync += scan_i.eq(0)
+                        m.next = "SCAN"
+                    with m.Else():
+                        done()
+
+            # INSTALL: checks, a free slot, the bucket; then the copy.
+            with m.State("INSTALL_SPI"):
+                with m.If(r_read(_word("SA_SPI"))):
+                    m.next = "INSTALL_SPI_DATA"
+            with m.State("INSTALL_SPI_DATA"):
+                m.d.sync += spi.eq(rr)
+                m.next = "INSTALL_FLAGS"
+            with m.State("INSTALL_FLAGS"):
+                with m.If(r_read(_word("SA_FLAGS"))):
+                    m.next = "INSTALL_FLAGS_DATA"
+            with m.State("INSTALL_FLAGS_DATA"):
+                # Registered first: the checks below decide the next state, and a path from the
+                # RAM's output through them set the clock.
+                m.d.sync += [f_dir.eq(flag(rr, "DIR")), f_place.eq(flag(rr, "PLACE")),
+                             f_alg.eq(flag(rr, "ALG")), f_window.eq(flag(rr, "WINDOW"))]
+                m.next = "INSTALL_CHECK"
+            with m.State("INSTALL_CHECK"):
+                aim_hash(f_place)
+                s_read(free_addr(free_head))
+                with m.If(spi <= contract.SPI_RESERVED_MAX):
+                    fail(Error.BAD_SPI)
+                with m.Elif((f_alg < min(Algorithm)) | (f_alg > max(Algorithm))):
+                    fail(Error.BAD_ALGORITHM)
+                with m.Elif(f_window > p.window_max):
+                    fail(Error.BAD_WINDOW)
+                with m.Elif(free_n == 0):
+                    fail(Error.TABLE_FULL)
+                with m.Else():
+                    m.next = "INSTALL_SLOT"
+            with m.State("INSTALL_SLOT"):
+                # The free list's head arrived; read the SPI's bucket in its table.
+                m.d.sync += [cur.eq(sr[:IW]), k.eq(0)]
+                s_read(bucket_word(1))
+                m.next = "INSTALL_BUCKET"
+            with m.State("INSTALL_BUCKET"):
+                with m.If((f_dir == contract.Direction.INBOUND) & sr[0]):
+                    fail(Error.BUCKET_OCCUPIED)
+                with m.Else():
+                    m.next = "INSTALL_COPY_READ"
+            with m.State("INSTALL_COPY_READ"):
+                src = Signal(7)
+                with m.Switch(k):
+                    for n, (reg_word, _) in enumerate(install_copy):
+                        with m.Case(n):
+                            m.d.comb += src.eq(reg_word)
+                with m.If(r_read(src)):
+                    m.next = "INSTALL_COPY_WRITE"
+            with m.State("INSTALL_COPY_WRITE"):
+                with m.Switch(k):
+                    for n, (_, slot_word) in enumerate(install_copy):
+                        with m.Case(n):
+                            s_write(slot_addr(cur, slot_word), rr)
+                m.d.sync += k.eq(k + 1)
+                with m.If(k == len(install_copy) - 1):
+                    m.next = "INSTALL_GEN"
+                with m.Else():
+                    m.next = "INSTALL_COPY_READ"
+            with m.State("INSTALL_GEN"):
+                s_read(slot_addr(cur, "GEN"))
+                m.next = "INSTALL_GEN_WRITE"
+            with m.State("INSTALL_GEN_WRITE"):
+                # Generations are never cleared, so a reused slot always reads a new one.
+                s_write(slot_addr(cur, "GEN"), (sr + 1)[:GW])
+                m.d.sync += new_gen.eq(sr + 1)
+                with m.If(f_dir == contract.Direction.INBOUND):
+                    m.next = "INSTALL_BUCKET_SPI"
+                with m.Else():
+                    m.next = "INSTALL_RESULT"
+            with m.State("INSTALL_BUCKET_SPI"):
+                s_write(bucket_word(0), spi)
+                m.next = "INSTALL_BUCKET_INDEX"
+            with m.State("INSTALL_BUCKET_INDEX"):
+                s_write(bucket_word(1), Cat(Const(1, 16), cur))
+                m.next = "INSTALL_RESULT"
+            with m.State("INSTALL_RESULT"):
+                with m.If(r_write(_word("RESULT"), Cat(Const(1, 16), cur))):
+                    m.next = "INSTALL_RESULT_GEN"
+            with m.State("INSTALL_RESULT_GEN"):
+                with m.If(r_write(_word("RESULT_GEN"), new_gen)):
+                    m.d.sync += [
+                        slot_state(cur).eq(SlotState.STAGED_ADD),
+                        free_head.eq(free_head + 1),
+                        free_n.eq(free_n - 1),
+                        n_add.eq(n_add + 1),
+                        staged.eq(staged + 1),
+                    ]
+                    count("CNT_INSTALLS", AFTER_DONE)
+
+            # LOOKUP: both buckets, compared with the SPI in turn, then the slot's generation.
+            with m.State("LOOKUP_SPI"):
+                with m.If(r_read(_word("LOOKUP_SPI"))):
+                    m.next = "LOOKUP_SPI_DATA"
+            with m.State("LOOKUP_SPI_DATA"):
+                m.d.sync += spi.eq(rr)
+                m.next = "LOOKUP_AIM"
+            with m.State("LOOKUP_AIM"):
+                aim_hash(Const(0))
+                m.next = "LOOKUP_T0"
+            for t in range(2):
+                with m.State(f"LOOKUP_T{t}"):
+                    s_read(bucket_word(1))
+                    m.next = f"LOOKUP_T{t}_INDEX"
+                with m.State(f"LOOKUP_T{t}_INDEX"):
+                    s_read(bucket_word(0))
+                    m.d.sync += [b_valid.eq(sr[0]), b_index.eq(sr[16:16 + IW])]
+                    m.next = f"LOOKUP_T{t}_SPI"
+                with m.State(f"LOOKUP_T{t}_SPI"):
+                    hit = b_valid & (sr == spi) & visible(b_index)
+                    if t == 0:
+                        m.d.sync += [match0.eq(hit), index0.eq(b_index)]
+                        aim_hash(Const(1))
+                        m.next = "LOOKUP_T1"
+                    else:
+                        m.d.sync += [found.eq(match0 | hit),
+                                     cur.eq(Mux(match0, index0, Mux(hit, b_index, 0)))]
+                        m.next = "LOOKUP_GEN"
+            with m.State("LOOKUP_GEN"):
+                s_read(slot_addr(cur, "GEN"))
+                m.next = "LOOKUP_RESULT"
+            with m.State("LOOKUP_RESULT"):
+                s_read(slot_addr(cur, "GEN"))   # held, so its data waits for the write below
+                with m.If(r_write(_word("RESULT"), Cat(found, Const(0, 15), cur))):
+                    m.next = "LOOKUP_RESULT_GEN"
+            with m.State("LOOKUP_RESULT_GEN"):
+                s_read(slot_addr(cur, "GEN"))
+                with m.If(r_write(_word("RESULT_GEN"), Mux(found, sr[:GW], 0))):
+                    m.next = "LOOKUP_VERSION_LO"
+            with m.State("LOOKUP_VERSION_LO"):
+                # No command runs beside this one, so VERSION is the version the lookup saw.
+                with m.If(r_write(_word("LOOKUP_VERSION_LO"), version[:32])):
+                    m.next = "LOOKUP_VERSION_HI"
+            with m.State("LOOKUP_VERSION_HI"):
+                with m.If(r_write(HIGH_HALF_LIVE["LOOKUP_VERSION_HI"] >> 2,
+                                  version_hi)):
+                    count("CNT_LOOKUPS", AFTER_HITS)
+
+            # READ_ENTRY, READ_BUCKET: slot RAM words into the read-back registers, one a clock
+            # (the slot RAM's address runs one word ahead of the write).
+            with m.State("READBACK_FIRST"):
+                s_read(readback_source(Const(0, len(k))))
+                m.next = "READBACK"
+            with m.State("READBACK"):
+                rb_data = Signal(32)
+                m.d.comb += rb_data.eq(sr)
+                with m.If((op == Op.READ_ENTRY) & (readback_dest == _word("RB_STATE"))):
+                    rb_state = contract.register("RB_STATE")
+                    f_state, f_gen = rb_state.field("STATE"), rb_state.field("GENERATION")
+                    m.d.comb += rb_data.eq(0)
+                    m.d.comb += [rb_data[f_state.offset:f_state.offset + 2].eq(
+                                     slot_state(cur)),
+                                 rb_data[f_gen.offset:f_gen.offset + GW].eq(sr[:GW])]
+                with m.If(r_write(readback_dest, rb_data)):
+                    s_read(readback_source(k + 1))
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(readback_last):
+                        done()
+                with m.Else():
+                    s_read(readback_source(k))
+
+            # MOVE_BUCKET: check the source and the target, write the target, clear the source,
+            # and record the new table in the slot's flags.
+            with m.State("MOVE_SRC_FLAGS"):
+                s_read(bucket_word(1))
+                m.next = "MOVE_SRC_SPI"
+            with m.State("MOVE_SRC_SPI"):
+                s_read(bucket_word(0))
+                m.d.sync += cur.eq(sr[16:16 + IW])
+                with m.If(~sr[0]):
+                    fail(Error.BUCKET_EMPTY)
+                with m.Else():
+                    m.next = "MOVE_SPI_DATA"
+            with m.State("MOVE_SPI_DATA"):
+                m.d.sync += spi.eq(sr)
+                m.next = "MOVE_AIM"
+            with m.State("MOVE_AIM"):
+                aim_hash(~arg_table)
+                m.next = "MOVE_DST"
+            with m.State("MOVE_DST"):
+                s_read(bucket_word(1))
+                m.next = "MOVE_DST_CHECK"
+            with m.State("MOVE_DST_CHECK"):
+                with m.If(sr[0]):
+                    fail(Error.BUCKET_OCCUPIED)
+                with m.Else():
+                    s_write(bucket_word(0), spi)
+                    m.next = "MOVE_DST_INDEX"
+            with m.State("MOVE_DST_INDEX"):
+                s_write(bucket_word(1), Cat(Const(1, 16), cur))
+                aim(arg_table, arg_index[:BW])
+                m.next = "MOVE_CLEAR_SPI"
+            with m.State("MOVE_CLEAR_SPI"):
+                s_write(bucket_word(0), 0)
+                m.next = "MOVE_CLEAR_INDEX"
+            with m.State("MOVE_CLEAR_INDEX"):
+                s_write(bucket_word(1), 0)
+                s_read(slot_addr(cur, "FLAGS"))
+                m.next = "MOVE_PLACE"
+            with m.State("MOVE_PLACE"):
+                flags = Signal(32)
+                m.d.comb += [flags.eq(sr), flags[place_bit].eq(~arg_table)]
+                s_write(slot_addr(cur, "FLAGS"), flags)
+                done()
+
+            # The scan after COMMIT and ABORT: every released slot loses its bucket and its
+            # words (all but the generation) and goes back to the free list.
+            with m.State("SCAN"):
+                with m.If(scan_i == N):
+                    done()
+                with m.Elif(dirty.bit_select(scan_i[:IW], 1)):
+                    m.d.sync += cur.eq(scan_i)
+                    m.next = "SCAN_FLAGS"
+                with m.Else():
+                    m.d.sync += scan_i.eq(scan_i + 1)
+            with m.State("SCAN_FLAGS"):
+                s_read(slot_addr(cur, "FLAGS"))
+                m.next = "SCAN_SPI"
+            with m.State("SCAN_SPI"):
+                s_read(slot_addr(cur, "SPI"))
+                m.d.sync += [f_dir.eq(flag(sr, "DIR")), f_place.eq(flag(sr, "PLACE")), k.eq(0)]
+                m.next = "SCAN_SPI_DATA"
+            with m.State("SCAN_SPI_DATA"):
+                # Latched first: the hash is taken of ``spi`` only, so there is one set of trees.
+                m.d.sync += spi.eq(sr)
+                m.next = "SCAN_AIM"
+            with m.State("SCAN_AIM"):
+                aim_hash(f_place)
+                m.next = "SCAN_BUCKET_SPI"
+            with m.State("SCAN_BUCKET_SPI"):
+                s_write(bucket_word(0), 0, en=f_dir == contract.Direction.INBOUND)
+                m.next = "SCAN_BUCKET_INDEX"
+            with m.State("SCAN_BUCKET_INDEX"):
+                s_write(bucket_word(1), 0, en=f_dir == contract.Direction.INBOUND)
+                m.next = "SCAN_ZERO"
+            with m.State("SCAN_ZERO"):
+                s_write(Cat(k[:SW], cur, Const(0, 1)), 0, en=k[:SW] != SLOT_WORDS["GEN"])
+                m.d.sync += k.eq(k + 1)
+                with m.If(k == self.slot_stride - 1):
+                    m.next = "SCAN_FREE"
+            with m.State("SCAN_FREE"):
+                s_write(free_addr(free_tail), cur)
+                m.d.sync += [
+                    dirty.bit_select(cur, 1).eq(0),
+                    free_tail.eq(free_tail + 1),
+                    free_n.eq(free_n + 1),
+                    scan_i.eq(scan_i + 1),
+                ]
+                m.next = "SCAN"
+        return m
