@@ -141,15 +141,21 @@ def _end(board_name):
     return f"<!-- ipchan.boards.build: {board_name} end -->"
 
 
+def _engine_line(board, params):
+    table = {"parallel": "registers in flip-flops", "serial": "registers and SA table in block RAM"}
+    return (f"Engine: {params.n_entries} SAs, generation {params.generation_width} bits, version "
+            f"{params.version_width} bits, replay window up to {params.window_max}, "
+            f"{table[board.table]} (`table=\"{board.table}\"`). "
+            f"Clock {board.clk_freq / 1e6:g} MHz.")
+
+
 def markdown_section(board, params, report, *, command, tools, source, seconds):
     """The Markdown that :func:`update_markdown` puts between a board's markers."""
     lines = [
         _begin(board.name),
         f"### {board.title}",
         "",
-        f"Engine: {params.n_entries} SAs, generation {params.generation_width} bits, version "
-        f"{params.version_width} bits, replay window up to {params.window_max}. "
-        f"Clock {board.clk_freq / 1e6:g} MHz.",
+        _engine_line(board, params),
         "",
         "| clock net | Fmax (MHz) | constraint (MHz) |",
         "|---|---:|---:|",
@@ -179,9 +185,7 @@ def misfit_section(board, params, overfull, *, command, tools, source):
         _begin(board.name),
         f"### {board.title}",
         "",
-        f"Engine: {params.n_entries} SAs, generation {params.generation_width} bits, version "
-        f"{params.version_width} bits, replay window up to {params.window_max}. "
-        f"Clock {board.clk_freq / 1e6:g} MHz.",
+        _engine_line(board, params),
         "",
         "**Does not fit.** nextpnr's packer needs more cells than the device has:",
         "",
