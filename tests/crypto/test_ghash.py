@@ -79,6 +79,30 @@ def test_random_stalls(profile):
     assert run_messages(profile, messages, seed=3, gap=0.4) == [ghash(h, b) for h, b in messages]
 
 
+@pytest.mark.parametrize("profile", CORES)
+def test_next_message_offered_with_the_result(profile):
+    """Under one H, each message's first block is offered from the clock its predecessor's last
+    block was taken and the result is taken the clock it appears: a core must start the next Y
+    from zero, not from the Y that just left (the compact core clears it one clock later)."""
+    dut = CORES[profile]()
+    rng = random.Random(4106)
+    h = rng.randbytes(16)
+    messages = [[rng.randbytes(16) for _ in range(n)] for n in (1, 2, 1, 3, 1)]
+    results = []
+
+    async def producer(ctx):
+        await put(ctx, dut.h, [le(h)])
+        for blocks in messages:
+            await put(ctx, dut.i, [{"block": le(b), "remaining": min(len(blocks) - i, 15)}
+                                   for i, b in enumerate(blocks)])
+
+    async def consumer(ctx):
+        results.extend(v.to_bytes(16, "little") for v in await get(ctx, dut.o, len(messages)))
+
+    run(dut, producer, consumer, deadline_cycles=2000)
+    assert results == [ghash(h, blocks) for blocks in messages]
+
+
 @pytest.mark.parametrize("digit", [0, 33, 8.0, True])
 def test_digit_checked(digit):
     with pytest.raises(ValueError, match=rf"Digit width must be an integer from 1 to 32, not {digit!r}"):
