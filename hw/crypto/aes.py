@@ -173,7 +173,12 @@ class AESIterative(wiring.Component):
         # so that no decoder of ``rnd`` sits in front of the 128-bit selects they drive.
         last = Signal()        # this is the last round
         hold = Signal()        # AES-256 round 1: the round key is p1, the keys do not shift
-        rot = Signal()         # RotWord before SubWord (all but AES-256's odd rounds)
+        # RotWord before SubWord (all but AES-256's odd rounds) is done on the key S-boxes'
+        # *address* (RotWord and SubWord commute: SubWord works byte by byte), for the round the
+        # looked-up word is for: the next one. After the S-boxes the select was the first of the
+        # iCE40's critical path (a 32-way fan-out, then the key step, AddRoundKey and the next
+        # S-box address); before them it sits beside the address's own select.
+        arot = Signal()
         rcon = Signal(8)
 
         last_round = busy & last
@@ -198,7 +203,8 @@ class AESIterative(wiring.Component):
                 rnd.eq(next_rnd), key256.eq(next_256), rcon.eq(next_rcon),
                 last.eq(next_rnd == Mux(next_256, 14, 10)),
                 hold.eq(next_256 & (next_rnd == 1)),
-                rot.eq(~next_256 | ~next_rnd[0]),
+                # The word looked up in round r is rotated for round r + 1.
+                arot.eq(~next_256 | next_rnd[0]),
             ]
 
         state_addr = Signal(128)
@@ -206,7 +212,7 @@ class AESIterative(wiring.Component):
         sb = _sub_state(m, "sbox", state_addr, ~stall)
         ksb = _sub_word(m, "kbox", key_addr, ~stall)
 
-        t = wire(m, Mux(rot, _rot_word(ksb), ksb) ^ rcon, "t")
+        t = wire(m, ksb ^ rcon, "t")
         rk = wire(m, Mux(hold, p1, key_step(p2, t)), "rk")
 
         shifted = wire(m, shift_rows(sb), "shifted")
@@ -216,12 +222,13 @@ class AESIterative(wiring.Component):
         with m.If(accept):
             m.d.comb += [
                 state_addr.eq(req.block ^ req.key[0:128]),
-                key_addr.eq(_word(req.key, 3)),
+                # For round 1: rotated for AES-128; AES-256's round 1 does not use it.
+                key_addr.eq(_rot_word(_word(req.key, 3))),
             ]
         with m.Else():
             m.d.comb += [
                 state_addr.eq(s_next),
-                key_addr.eq(_word(rk, 3)),
+                key_addr.eq(Mux(arot, _rot_word(_word(rk, 3)), _word(rk, 3))),
             ]
 
         with m.If(self.o.ready):

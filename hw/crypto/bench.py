@@ -138,6 +138,8 @@ class Harness(Elaboratable):
                 (in_wires if member.flow.name == "In" else out_wires).append(
                     getattr(engine.axil, name))
         inputs, outputs = Cat(*in_wires), Cat(*out_wires)
+        # Each input bit is a flip-flop fed by a flip-flop: on the iCE40 a logic cell of its own.
+        self.input_bits = len(inputs)
         shift = Signal(len(inputs))
         m.d.sync += shift.eq(Cat(self.sin, shift[:-1]))
         folded = Signal(len(outputs))
@@ -236,6 +238,9 @@ def place_and_route(profile, fpga, seed=1, workdir=None, log=print, engine=None,
         process.wait()
         returncode = None
     result["seconds"] = round(time.time() - started)
+    result["harness_inputs"] = top.input_bits
+    if fpga.startswith("ice40"):
+        result["packing"] = _ice40_packing(pnr_log)
     if returncode != 0:
         # Stopped, or (most likely) it does not fit: either way nextpnr's log has the packed
         # utilisation, and a stopped run also its placement estimate and how far it routed.
@@ -289,6 +294,24 @@ def _packed_utilisation(pnr_log):
     return used
 
 
+#: How nextpnr-ice40's packer reports the logic cells it used, and our names for them.
+_ICE40_PACKING = {"LUT4 only": "LUT4 only", "LUT4 and DFF": "LUT4 + FF", "DFF only": "FF only",
+                  "CARRY only": "carry only"}
+
+
+def _ice40_packing(pnr_log):
+    """How nextpnr-ice40 packed the logic cells: ``{kind: count}`` with the kinds of
+    ``_ICE40_PACKING`` (a flip-flop shares a cell only with the LUT4 that alone feeds it, so "FF
+    only" cells are flip-flops fed by flip-flops, inputs or a LUT4 with other loads too)."""
+    found = {}
+    with open(pnr_log) as f:
+        for line in f:
+            for phrase, kind in _ICE40_PACKING.items():
+                if line.rstrip().endswith("LCs used as " + phrase):
+                    found[kind] = int(line.split()[1])
+    return found
+
+
 def _count_ff(yosys_log):
     """Flip-flops from Yosys's final statistics of ``top`` (the iCE40 packs them into logic
     cells, so nextpnr does not count them separately)."""
@@ -328,6 +351,19 @@ def _table_pnr(rows):
         lines.append(f"| {r['fpga']} | {design} | {fmax} | "
                      f"{r.get('LUT4', '?')} / {r.get('LUT4_avail', '?')} | {r['FF']} | "
                      f"{r.get('BRAM', '?')} / {r.get('BRAM_avail', '?')} | {r['seconds']} |")
+    return lines
+
+
+def _table_packing(rows):
+    """The iCE40 rows' logic cells by what they hold, beside the harness's input flip-flops."""
+    lines = ["| FPGA | design | " + " | ".join(_ICE40_PACKING.values()) + " | harness input bits |",
+             "|---|---|" + "---|" * (len(_ICE40_PACKING) + 1)]
+    for r in rows:
+        if r.get("packing"):
+            lines.append(f"| {r['fpga']} | {r['profile']} | "
+                         + " | ".join(f"{r['packing'].get(kind, 0):,}"
+                                      for kind in _ICE40_PACKING.values())
+                         + f" | {r['harness_inputs']:,} |")
     return lines
 
 
@@ -394,6 +430,9 @@ def main(argv=None):
         text += ["", f"Place and route (nextpnr seed {args.seed}; Fmax of the clock as nextpnr "
                  "reports it):", ""]
         text += _table_pnr([r for r in pnr_rows if r is not None])
+        if any(r and r.get("packing") for r in pnr_rows):
+            text += ["", "iCE40 logic cells as nextpnr packed them:", ""]
+            text += _table_packing([r for r in pnr_rows if r is not None])
     print("\n".join(text))
     if args.output:
         with open(args.output, "w") as f:

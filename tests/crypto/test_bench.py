@@ -63,3 +63,22 @@ def test_nextpnr_args_named_in_the_table():
            "nextpnr_args": "--placer-heap-beta 0.6"}
     assert bench._table_pnr([row])[2] == (
         "| ecp5-85f | fast (`--placer-heap-beta 0.6`) | 90.0 | 1 / 2 | 3 | 4 / 5 | 6 |")
+
+
+def test_ice40_packing_read_from_the_log(tmp_path):
+    log = tmp_path / "nextpnr.log"
+    log.write_text(
+        "Info: Packing LUT-FFs..\n"
+        "Info:     3820 LCs used as LUT4 only\n"
+        "Info:     1068 LCs used as LUT4 and DFF\n"
+        "Info: Packing non-LUT FFs..\n"
+        "Info:     1242 LCs used as DFF only\n"
+        "Info: Packing carries..\n"
+        "Info:       45 LCs used as CARRY only\n"
+        "Info:       26 LCs used to legalise carry chains.\n")
+    packing = bench._ice40_packing(log)
+    assert packing == {"LUT4 only": 3820, "LUT4 + FF": 1068, "FF only": 1242, "carry only": 45}
+    row = {"fpga": "ice40-up5k", "profile": "compact+engine", "packing": packing,
+           "harness_inputs": 617}
+    assert bench._table_packing([row, {"fpga": "ecp5-85f", "profile": "fast"}])[2:] == [
+        "| ice40-up5k | compact+engine | 3,820 | 1,068 | 1,242 | 45 | 617 |"]
