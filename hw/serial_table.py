@@ -336,6 +336,10 @@ class SerialTable(wiring.Component):
         op = Signal(4)
         arg_table = Signal()
         arg_index = Signal(16)
+        # Whether the index is past the slots and past the buckets, compared when the command
+        # is taken: compared in DISPATCH, the 16-bit carry chain led into the FSM's next state.
+        past_slots = Signal()
+        past_buckets = Signal()
         spi = Signal(32)
         f_dir = Signal()
         f_place = Signal()
@@ -434,6 +438,12 @@ class SerialTable(wiring.Component):
 
         readback_dest = Signal(7)
         readback_last = Signal()
+        rb_state_step = [dst for _, dst in entry_copy].index(_word("RB_STATE"))
+        # The state of slot ``cur``, a clock late (READ_ENTRY sets ``cur`` two clocks before it
+        # writes RB_STATE: READBACK_FIRST, then the SPI and FLAGS words; nothing else runs), or
+        # loaded together with ``cur`` (DELETE, below).
+        cur_state = Signal(2)
+        m.d.sync += cur_state.eq(slot_state(cur))
         with m.If(op == Op.READ_BUCKET):
             m.d.comb += [readback_dest.eq(Mux(k == 0, _word("RB_BUCKET"), _word("RB_BUCKET_SPI"))),
                          readback_last.eq(k == 1)]
@@ -478,6 +488,7 @@ class SerialTable(wiring.Component):
             with m.State("IDLE"):
                 with m.If(h_write & h.is_cmd):
                     m.d.sync += [op.eq(w_op), arg_table.eq(w_table), arg_index.eq(w_index),
+                                 past_slots.eq(w_index >= N), past_buckets.eq(w_index >= NB),
                                  error.eq(Error.NONE), self.busy.eq(1)]
                     m.next = "DISPATCH"
 
@@ -490,10 +501,11 @@ class SerialTable(wiring.Component):
                     with m.Case(Op.INSTALL):
                         m.next = "INSTALL_SPI"
                     with m.Case(Op.DELETE):
-                        with m.If(arg_index >= N):
+                        with m.If(past_slots):
                             fail(Error.BAD_INDEX)
                         with m.Else():
-                            m.d.sync += cur.eq(arg_index[:IW])
+                            m.d.sync += [cur.eq(arg_index[:IW]),
+                                         cur_state.eq(slot_state(arg_index[:IW]))]
                             m.next = "DELETE"
                     with m.Case(Op.COMMIT):
                         with m.If(staged == 0):
@@ -526,14 +538,14 @@ class SerialTable(wiring.Component):
                     with m.Case(Op.LOOKUP):
                         m.next = "LOOKUP_SPI"
                     with m.Case(Op.READ_ENTRY, Op.READ_BUCKET):
-                        with m.If(arg_index >= Mux(op == Op.READ_ENTRY, N, NB)):
+                        with m.If(Mux(op == Op.READ_ENTRY, past_slots, past_buckets)):
                             fail(Error.BAD_INDEX)
                         with m.Else():
                             m.d.sync += [k.eq(0), cur.eq(arg_index[:IW])]
                             aim(arg_table, arg_index[:BW])
                             m.next = "READBACK_FIRST"
                     with m.Case(Op.MOVE_BUCKET):
-                        with m.If(arg_index >= NB):
+                        with m.If(past_buckets):
                             fail(Error.BAD_INDEX)
                         with m.Else():
                             aim(arg_table, arg_index[:BW])
@@ -542,11 +554,13 @@ class SerialTable(wiring.Component):
                         fail(Error.BAD_OP)
 
             with m.State("DELETE"):
-                with m.If(slot_state(cur) == SlotState.LIVE):
+                # ``cur_state`` was loaded with ``cur`` (from registers, in DISPATCH): the 16-way
+                # select in front of these tests sat on the path into the FSM's next state.
+                with m.If(cur_state == SlotState.LIVE):
                     m.d.sync += [slot_state(cur).eq(SlotState.STAGED_DEL),
                                  n_del.eq(n_del + 1), staged.eq(staged + 1)]
                     count("CNT_DELETES", AFTER_DONE)
-                with m.Elif(slot_state(cur) == SlotState.STAGED_ADD):
+                with m.Elif(cur_state == SlotState.STAGED_ADD):
                     # Cancels an install that was never visible.
                     m.d.sync += [slot_state(cur).eq(SlotState.FREE),
                                  dirty.bit_select(cur, 1).eq(1),
@@ -729,12 +743,14 @@ class SerialTable(wiring.Component):
             with m.State("READBACK"):
                 rb_data = Signal(32)
                 m.d.comb += rb_data.eq(sr)
-                with m.If((op == Op.READ_ENTRY) & (readback_dest == _word("RB_STATE"))):
+                # The step is told by ``k`` itself, and the slot's state comes from a register:
+                # through ``readback_dest``'s multiplexer and the 16-way state select, this was
+                # the iCE40 engine's critical path (k -> 11 LUT4 levels -> write data).
+                with m.If((op == Op.READ_ENTRY) & (k == rb_state_step)):
                     rb_state = contract.register("RB_STATE")
                     f_state, f_gen = rb_state.field("STATE"), rb_state.field("GENERATION")
                     m.d.comb += rb_data.eq(0)
-                    m.d.comb += [rb_data[f_state.offset:f_state.offset + 2].eq(
-                                     slot_state(cur)),
+                    m.d.comb += [rb_data[f_state.offset:f_state.offset + 2].eq(cur_state),
                                  rb_data[f_gen.offset:f_gen.offset + GW].eq(sr[:GW])]
                 with m.If(r_write(readback_dest, rb_data)):
                     s_read(readback_source(k + 1))
