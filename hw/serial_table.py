@@ -439,11 +439,9 @@ class SerialTable(wiring.Component):
         readback_dest = Signal(7)
         readback_last = Signal()
         rb_state_step = [dst for _, dst in entry_copy].index(_word("RB_STATE"))
-        # The state of slot ``cur``, a clock late (READ_ENTRY sets ``cur`` two clocks before it
-        # writes RB_STATE: READBACK_FIRST, then the SPI and FLAGS words; nothing else runs), or
-        # loaded together with ``cur`` (DELETE, below).
+        # The state of slot ``cur``, for DELETE and READ_ENTRY: loaded together with ``cur`` in
+        # DISPATCH (from registers), and no slot state moves while either command runs.
         cur_state = Signal(2)
-        m.d.sync += cur_state.eq(slot_state(cur))
         with m.If(op == Op.READ_BUCKET):
             m.d.comb += [readback_dest.eq(Mux(k == 0, _word("RB_BUCKET"), _word("RB_BUCKET_SPI"))),
                          readback_last.eq(k == 1)]
@@ -541,7 +539,8 @@ class SerialTable(wiring.Component):
                         with m.If(Mux(op == Op.READ_ENTRY, past_slots, past_buckets)):
                             fail(Error.BAD_INDEX)
                         with m.Else():
-                            m.d.sync += [k.eq(0), cur.eq(arg_index[:IW])]
+                            m.d.sync += [k.eq(0), cur.eq(arg_index[:IW]),
+                                         cur_state.eq(slot_state(arg_index[:IW]))]
                             aim(arg_table, arg_index[:BW])
                             m.next = "READBACK_FIRST"
                     with m.Case(Op.MOVE_BUCKET):
@@ -554,8 +553,8 @@ class SerialTable(wiring.Component):
                         fail(Error.BAD_OP)
 
             with m.State("DELETE"):
-                # ``cur_state`` was loaded with ``cur`` (from registers, in DISPATCH): the 16-way
-                # select in front of these tests sat on the path into the FSM's next state.
+                # ``cur_state``, not ``slot_state(cur)``: the 16-way select in front of these
+                # tests sat on the path into the FSM's next state.
                 with m.If(cur_state == SlotState.LIVE):
                     m.d.sync += [slot_state(cur).eq(SlotState.STAGED_DEL),
                                  n_del.eq(n_del + 1), staged.eq(staged + 1)]

@@ -23,8 +23,10 @@ many wires were still overused.
 """
 
 import argparse
+import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -241,6 +243,7 @@ def place_and_route(profile, fpga, seed=1, workdir=None, log=print, engine=None,
     result["harness_inputs"] = top.input_bits
     if fpga.startswith("ice40"):
         result["packing"] = _ice40_packing(pnr_log)
+        result["ff_only"] = _ff_only_sources(netlist)
     if returncode != 0:
         # Stopped, or (most likely) it does not fit: either way nextpnr's log has the packed
         # utilisation, and a stopped run also its placement estimate and how far it routed.
@@ -310,6 +313,40 @@ def _ice40_packing(pnr_log):
                 if line.rstrip().endswith("LCs used as " + phrase):
                     found[kind] = int(line.split()[1])
     return found
+
+
+def _ff_only_sources(netlist, top="top"):
+    """The flip-flops of Yosys's iCE40 netlist that cannot share a logic cell with a LUT4 (their
+    D is not a LUT4 output whose only load they are), counted by the signal they drive (its name
+    up to Yosys's ``_SB_...`` suffixes and bit index): ``[(name, count)]``, most first."""
+    with open(netlist) as f:
+        module = json.load(f)["modules"][top]
+    names = {}
+    for name, net in module["netnames"].items():
+        for bit in net["bits"]:
+            # Prefer a name from the design over one Yosys made up.
+            if isinstance(bit, int) and (bit not in names or names[bit].startswith("$")):
+                names[bit] = name
+    drivers, loads = {}, collections.Counter()
+    for name, cell in module["cells"].items():
+        for port, bits in cell["connections"].items():
+            for bit in bits:
+                if isinstance(bit, int):
+                    if cell["port_directions"].get(port) == "output":
+                        drivers[bit] = cell["type"]
+                    else:
+                        loads[bit] += 1
+    for port in module["ports"].values():
+        if port["direction"] == "output":
+            loads.update(bit for bit in port["bits"] if isinstance(bit, int))
+    found = collections.Counter()
+    for cell in module["cells"].values():
+        if cell["type"].startswith("SB_DFF"):
+            d = cell["connections"]["D"][0]
+            if drivers.get(d) != "SB_LUT4" or loads[d] != 1:
+                q = names.get(cell["connections"]["Q"][0], "?")
+                found[re.sub(r"_\d+$", "", re.split(r"_SB_|\[", q)[0])] += 1
+    return found.most_common()
 
 
 def _count_ff(yosys_log):
@@ -433,6 +470,13 @@ def main(argv=None):
         if any(r and r.get("packing") for r in pnr_rows):
             text += ["", "iCE40 logic cells as nextpnr packed them:", ""]
             text += _table_packing([r for r in pnr_rows if r is not None])
+            for r in pnr_rows:
+                if r and r.get("ff_only"):
+                    text += ["", f"{r['profile']}: flip-flops in a logic cell of their own, by "
+                             "the signal they drive (Yosys's netlist; the 12 largest):", "",
+                             "| signal | flip-flops |", "|---|---|"]
+                    text += [f"| `{name}` | {count:,} |" for name, count in r["ff_only"][:12]]
+                    text += [f"| all | {sum(count for _, count in r['ff_only']):,} |"]
     print("\n".join(text))
     if args.output:
         with open(args.output, "w") as f:

@@ -1,6 +1,7 @@
 """The crypto benchmark's own logic: what it reads from nextpnr's log, and its argument checks.
 (Running place and route is a benchmark, never a test.)"""
 
+import json
 import re
 
 import pytest
@@ -82,3 +83,23 @@ def test_ice40_packing_read_from_the_log(tmp_path):
            "harness_inputs": 617}
     assert bench._table_packing([row, {"fpga": "ecp5-85f", "profile": "fast"}])[2:] == [
         "| ice40-up5k | compact+engine | 3,820 | 1,068 | 1,242 | 45 | 617 |"]
+
+
+def test_ff_only_sources_counts_flip_flops_that_cannot_share_a_cell(tmp_path):
+    # a -> LUT4 -> ff1 (shares a cell); the same LUT4 also drives the output, so ff1 cannot;
+    # ff2 is fed by ff1 (no LUT4); ff3 by its own LUT4, whose only load it is.
+    def ff(d, q):
+        return {"type": "SB_DFF", "port_directions": {"C": "input", "D": "input", "Q": "output"},
+                "connections": {"C": [2], "D": [d], "Q": [q]}}
+    def lut(i, o):
+        return {"type": "SB_LUT4", "port_directions": {"I0": "input", "O": "output"},
+                "connections": {"I0": [i], "O": [o]}}
+    netlist = {"modules": {"top": {
+        "ports": {"y": {"direction": "output", "bits": [10]}},
+        "cells": {"l1": lut(3, 10), "f1": ff(10, 11), "f2": ff(11, 12), "l3": lut(12, 13),
+                  "f3": ff(13, 14)},
+        "netnames": {"core.shared": {"bits": [11]}, "core.copy_SB_DFF_Q": {"bits": [12]},
+                     "$auto$1": {"bits": [12]}, "core.own": {"bits": [14]}}}}}
+    path = tmp_path / "top.json"
+    path.write_text(json.dumps(netlist))
+    assert bench._ff_only_sources(path) == [("core.shared", 1), ("core.copy", 1)]

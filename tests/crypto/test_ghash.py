@@ -83,7 +83,7 @@ def test_random_stalls(profile):
 def test_next_message_offered_with_the_result(profile):
     """Under one H, each message's first block is offered from the clock its predecessor's last
     block was taken and the result is taken the clock it appears: a core must start the next Y
-    from zero, not from the Y that just left (the compact core clears it one clock later)."""
+    from zero, not from the Y that just left, and must not take a block before it can."""
     dut = CORES[profile]()
     rng = random.Random(4106)
     h = rng.randbytes(16)
