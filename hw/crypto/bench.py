@@ -36,31 +36,63 @@ from amaranth.hdl import Cat, ClockDomain, ClockSignal, Elaboratable, Module, Si
 from amaranth.back import verilog
 
 from .aes import make_aes
-from .gcm import GCMCore, PROFILES
+from .aes_stored import EXPAND_CLOCKS
+from .gcm import GCMCore
 from .ghash import GHASHLanes, GHASHPipelined
 
 
-__all__ = ["measure_cycles", "place_and_route", "main"]
+__all__ = ["measure_cycles", "place_and_route", "main", "CORES", "ICE40_KEY_SLOTS"]
 
 SIZES = (64, 576, 1500)
 AAD_LEN = 8
 MESSAGES = 8
 
+#: Key slots of the iCE40 build's stored-key core: one per SA of ``Engine(SMALL_PARAMS)``.
+ICE40_KEY_SLOTS = 16
+
+#: The GCM cores the bench measures, by name: the two profiles, and the compact profile with its
+#: round keys stored (``key_slots``), which is what the iCE40 builds.
+CORES = {
+    "compact": lambda: GCMCore("compact"),
+    "compact-keys": lambda: GCMCore("compact", key_slots=ICE40_KEY_SLOTS),
+    "fast": lambda: GCMCore("fast"),
+}
+
 
 def measure_cycles(profile, text_len, same_key=True, messages=MESSAGES):
-    """Clocks for ``messages`` back-to-back encryptions; returns (clocks, text blocks)."""
+    """Clocks for ``messages`` back-to-back encryptions; returns (clocks, text blocks). ``profile``
+    names one of :data:`CORES`. A core with key slots has its keys loaded before the clock
+    starts, one slot per key (as an SA's key is loaded when it is installed, not per packet)."""
     from amaranth.sim import Simulator
 
-    dut = GCMCore(profile)
+    dut = CORES[profile]()
     n_beats = -(-AAD_LEN // 16) + -(-text_len // 16)
     state = {"done": 0, "clock": 0, "first": None, "last": None}
+    keyed = dut.key_slots is not None
+
+    def key_of(k):
+        return (k if not same_key else 0) * 0x0101 + 0x1234
 
     def cmd(k):
-        key = (k if not same_key else 0) * 0x0101 + 0x1234
-        return {"key": key, "key256": 1, "nonce": k, "aad_len": AAD_LEN, "text_len": text_len,
-                "decrypt": 0, "tag_bytes": 16}
+        fields = {"nonce": k, "aad_len": AAD_LEN, "text_len": text_len, "decrypt": 0,
+                  "tag_bytes": 16}
+        if keyed:
+            fields["key_index"] = k if not same_key else 0
+        else:
+            fields.update(key=key_of(k), key256=1)
+        return fields
 
     async def commands(ctx):
+        if keyed:
+            for k in range(1 if same_key else messages):
+                for j in range(8):
+                    ctx.set(dut.key.payload, {"data": (key_of(k) >> (32 * j)) & 0xFFFFFFFF,
+                                              "index": k, "key256": 1})
+                    ctx.set(dut.key.valid, 1)
+                    await ctx.tick().until(dut.key.ready)
+            ctx.set(dut.key.valid, 0)
+            # The last key's expansion, before the clock starts.
+            await ctx.tick().repeat(EXPAND_CLOCKS[256])
         for k in range(messages):
             ctx.set(dut.cmd.payload, cmd(k))
             ctx.set(dut.cmd.valid, 1)
@@ -100,7 +132,8 @@ def measure_cycles(profile, text_len, same_key=True, messages=MESSAGES):
 class Harness(Elaboratable):
     """The core between a serial-in shift register and an XOR-folded output pin (for P&R only).
 
-    ``profile=None`` builds the harness alone (with the core's widths). ``engine``, an
+    ``profile`` names one of :data:`CORES` or :data:`UNITS`; ``profile=None`` builds the harness
+    alone (with the compact core's widths). ``engine``, an
     :class:`ipchan.hw.contract.EngineParams`, adds :class:`ipchan.hw.engine.Engine` (with the
     block-RAM table, ``table="serial"``, as the iCEBreaker builds it) beside the core
     (its AXI4-Lite inputs from the same shift register, its outputs folded in too): what has to fit
@@ -118,19 +151,15 @@ class Harness(Elaboratable):
         m.domains.sync = ClockDomain(reset_less=True)
         m.d.comb += ClockSignal("sync").eq(self.clk)
         in_wires, out_wires = [], []
-        if self.profile in UNITS:
-            m.submodules.core = core = UNITS[self.profile]()
+        if self.profile is not None:
+            m.submodules.core = core = (UNITS[self.profile] if self.profile in UNITS
+                                        else CORES[self.profile])()
             in_wires, out_wires = _stream_ports(core)
-        elif self.profile is not None or self.engine is None:
-            probe = GCMCore(self.profile or "compact")   # only for its port widths
+        elif self.engine is None:
+            # The harness alone, with the widths of the compact core's ports.
+            probe = CORES["compact"]()
             probe._MustUse__silence = True
-            core = probe
-            if self.profile is not None:
-                m.submodules.core = core = GCMCore(self.profile)
-            in_wires += [core.cmd.payload.as_value(), core.cmd.valid, core.i.payload,
-                         core.i.valid, core.o.ready, core.r.ready]
-            out_wires += [core.cmd.ready, core.i.ready, core.o.payload.as_value(), core.o.valid,
-                          core.r.payload.as_value(), core.r.valid]
+            in_wires, out_wires = _stream_ports(probe)
         if self.engine is not None:
             from ipchan.hw.engine import Engine
             # As the iCEBreaker builds it: registers and SA table in block RAM.
@@ -425,7 +454,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     cycle_rows = []
-    for profile in () if args.no_cycles else PROFILES:
+    for profile in () if args.no_cycles else CORES:
         for size in SIZES:
             for same_key in (True, False):
                 clocks, blocks = measure_cycles(profile, size, same_key)
@@ -439,7 +468,8 @@ def main(argv=None):
                          "compact+engine:ice40-up5k", "harness:ecp5-85f",
                          "compact:ecp5-85f", "fast:ecp5-85f"])
     pnr_rows = []
-    designs = PROFILES + ("harness", "engine") + tuple(f"{p}+engine" for p in PROFILES) + tuple(UNITS)
+    designs = (tuple(CORES) + ("harness", "engine") + tuple(f"{p}+engine" for p in CORES)
+               + tuple(UNITS))
     for job in jobs:
         profile, _, fpga = job.partition(":")
         if fpga not in FPGAS or profile not in designs:

@@ -65,10 +65,12 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .aes import make_aes, same_key_pieces, wire
+from .aes_stored import AESStoredKeys, check_slots, index_width, key_word
 from .ghash import GHASHSerial, REMAINING_WIDTH, make_ghash
 
 
-__all__ = ["GCMCommand", "GCMOutput", "GCMResult", "GCMCore", "LEN_WIDTH", "PROFILES"]
+__all__ = ["GCMCommand", "GCMOutput", "GCMResult", "GCMCore", "LEN_WIDTH", "PROFILES",
+           "stored_key_command"]
 
 
 #: Width of the byte lengths: ESP packets are at most 65535 bytes.
@@ -84,6 +86,17 @@ GCMCommand = data.StructLayout({
     "decrypt": 1,
     "tag_bytes": 5,
 })
+
+
+
+def stored_key_command(key_slots):
+    """The command of a core built with ``key_slots``: :data:`GCMCommand` with the key named by
+    its slot (``key_index``) instead of carried (``key``, ``key256``)."""
+    fields = {"key_index": index_width(key_slots)}
+    fields.update((name, shape) for name, shape in GCMCommand.members.items()
+                  if name not in ("key", "key256"))
+    return data.StructLayout(fields)
+
 
 GCMOutput = data.StructLayout({
     "data": 128,
@@ -122,29 +135,59 @@ class GCMCore(wiring.Component):
     Parameters
     ----------
     profile : ``"compact"`` or ``"fast"``
+    cache_h : bool or None
+        Skip ``E(K, 0)`` when a message's key is the previous one's (default: the fast profile).
+    key_slots : int or None
+        Compact profile only: keep the round keys of this many keys (a power of two) in block RAM
+        (:class:`~ipchan.hw.crypto.aes_stored.AESStoredKeys`), loaded once per key on the ``key``
+        stream, a 32-bit word a beat; a command then names its key by slot (``key_index``,
+        :func:`stored_key_command`) instead of carrying it. This is the iCE40 build: it saves the
+        on-the-fly key schedule and the 256-bit key of every command, for one clock more per AES
+        block. A slot must not be loaded while a message that names it is still in the core.
     """
 
-    def __init__(self, profile="compact", *, cache_h=None):
-        if profile not in PROFILES:
+    def __init__(self, profile="compact", *, cache_h=None, key_slots=None):
+        def refuse(error):
             self._MustUse__silence = True  # a refused core is not an unused one
-            raise ValueError(f"Profile must be 'compact' or 'fast', not {profile!r}")
+            raise error
+        if profile not in PROFILES:
+            refuse(ValueError(f"Profile must be 'compact' or 'fast', not {profile!r}"))
+        if key_slots is not None:
+            if profile != "compact":
+                refuse(ValueError(f"key_slots needs the compact profile, not {profile!r}"))
+            try:
+                check_slots(key_slots, "key_slots")
+            except (TypeError, ValueError) as error:
+                refuse(error)
+            if cache_h:
+                # H belongs to a key, not to a slot, and a slot can be loaded with another key.
+                refuse(ValueError("cache_h cannot be used with key_slots"))
+            cache_h = False
         if cache_h is None:
             cache_h = profile == "fast"
         if not isinstance(cache_h, bool):
-            self._MustUse__silence = True
-            raise TypeError(f"cache_h must be a bool or None, not {cache_h!r}")
+            refuse(TypeError(f"cache_h must be a bool or None, not {cache_h!r}"))
         self.profile = profile
         self.cache_h = cache_h
-        super().__init__({
-            "cmd": In(stream.Signature(GCMCommand)),
+        self.key_slots = key_slots
+        members = {
+            "cmd": In(stream.Signature(GCMCommand if key_slots is None
+                                       else stored_key_command(key_slots))),
             "i": In(stream.Signature(unsigned(128))),
             "o": Out(stream.Signature(GCMOutput)),
             "r": Out(stream.Signature(GCMResult)),
-        })
+        }
+        if key_slots is not None:
+            members["key"] = In(stream.Signature(key_word(key_slots)))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.aes = aes = make_aes(self.profile)
+        if self.key_slots is None:
+            m.submodules.aes = aes = make_aes(self.profile)
+        else:
+            m.submodules.aes = aes = AESStoredKeys(self.key_slots)
+            wiring.connect(m, wiring.flipped(self.key), aes.key)
         m.submodules.ghash = ghash = make_ghash(self.profile)
         if self.profile == "compact":
             # The issuer runs at most one message ahead of the consumer: the compact AES core
@@ -192,8 +235,11 @@ class GCMCore(wiring.Component):
             descriptor.decrypt.eq(cmd.decrypt), descriptor.tag_bytes.eq(cmd.tag_bytes),
             descriptor.new_h.eq(new_h),
             fifo.w_data.eq(descriptor),
-            aes.i.payload.key.eq(cmd.key), aes.i.payload.key256.eq(cmd.key256),
         ]
+        if self.key_slots is None:
+            m.d.comb += [aes.i.payload.key.eq(cmd.key), aes.i.payload.key256.eq(cmd.key256)]
+        else:
+            m.d.comb += aes.i.payload.index.eq(cmd.key_index)
 
         with m.FSM(name="issuer"):
             with m.State("IDLE"):

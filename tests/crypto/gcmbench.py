@@ -9,6 +9,20 @@ from ipchan.hw.crypto.gcm import GCMCore
 from .simutil import get, put, run
 
 
+#: Slots of the stored-key core in the tests: few, so that slots are loaded again and again.
+TEST_KEY_SLOTS = 4
+
+#: The cores the tests run: the two profiles, and the compact one with stored round keys.
+CORES = ("compact", "compact-keys", "fast")
+
+
+def make_core(name):
+    """A fresh core of one of :data:`CORES`."""
+    if name == "compact-keys":
+        return GCMCore("compact", key_slots=TEST_KEY_SLOTS)
+    return GCMCore(name)
+
+
 @dataclass
 class Message:
     key: bytes
@@ -34,14 +48,26 @@ def _beats(data):
     return [int.from_bytes(data[k:k + 16].ljust(16, b"\0"), "little") for k in range(0, len(data), 16)]
 
 
-def command(msg):
-    return {
-        "key": int.from_bytes(msg.key.ljust(32, b"\0"), "little"),
-        "key256": int(len(msg.key) == 32),
+def command(msg, key_index=None):
+    """The core's command for ``msg``: with the key, or (a core with key slots) naming the slot
+    ``key_index`` that holds it."""
+    fields = {
         "nonce": int.from_bytes(msg.nonce, "little"),
         "aad_len": len(msg.aad), "text_len": len(msg.text),
         "decrypt": int(msg.decrypt), "tag_bytes": msg.tag_bytes,
     }
+    if key_index is None:
+        fields.update(key=int.from_bytes(msg.key.ljust(32, b"\0"), "little"),
+                      key256=int(len(msg.key) == 32))
+    else:
+        fields.update(key_index=key_index)
+    return fields
+
+
+def key_words(key, index):
+    """The ``key`` stream's beats that load ``key`` into slot ``index``."""
+    return [{"data": int.from_bytes(key[k:k + 4], "little"), "index": index,
+             "key256": int(len(key) == 32)} for k in range(0, len(key), 4)]
 
 
 def input_beats(msg):
@@ -52,17 +78,39 @@ def input_beats(msg):
 
 
 def run_gcm(profile, messages, seed=None, gap=0.0, dut=None, stats=None):
-    """Run ``messages`` back to back through one core; returns an :class:`Outcome` for each.
+    """Run ``messages`` back to back through one core (``dut``, or a new one of ``profile``, a
+    name of :data:`CORES`); returns an :class:`Outcome` for each. A core with key slots gets
+    message ``n``'s key loaded into slot ``n % key_slots`` (the loads run beside the messages).
     With ``seed``, every stream gets random valid/ready gaps (a fraction ``gap`` of clocks).
     ``stats``, a dict, receives the cycle count."""
-    dut = dut or GCMCore(profile)
+    dut = dut or make_core(profile)
     rngs = [random.Random(seed + k) if seed is not None else None for k in range(4)]
     n_out = sum(len(_beats(m.aad)) + len(_beats(m.text)) for m in messages)
     beats_out, results = [], []
     cycles = {"count": 0}
 
+    slots = getattr(dut, "key_slots", None)
+    loaded = {"count": 0}
+
     async def commands(ctx):
-        await put(ctx, dut.cmd, [command(m) for m in messages], rngs[0], gap)
+        if slots is None:
+            await put(ctx, dut.cmd, [command(m) for m in messages], rngs[0], gap)
+            return
+        # Message n's key is in slot n % slots; its command waits until that key is loaded.
+        for n, msg in enumerate(messages):
+            while loaded["count"] <= n:
+                await ctx.tick()
+            await put(ctx, dut.cmd, [command(msg, n % slots)], rngs[0], gap)
+
+    async def keys(ctx):
+        # A slot is loaded again only once the message that used it has its result (the rule
+        # the core states: a slot must not be loaded while a message naming it is in the core).
+        rng = random.Random(seed + 4) if seed is not None else None
+        for n, msg in enumerate(messages):
+            while len(results) <= n - slots:
+                await ctx.tick()
+            await put(ctx, dut.key, key_words(msg.key, n % slots), rng, gap)
+            loaded["count"] = n + 1
 
     async def data_in(ctx):
         await put(ctx, dut.i, [b for m in messages for b in input_beats(m)], rngs[1], gap)
@@ -71,7 +119,9 @@ def run_gcm(profile, messages, seed=None, gap=0.0, dut=None, stats=None):
         beats_out.extend(await get(ctx, dut.o, n_out, rngs[2], gap))
 
     async def result(ctx):
-        results.extend(await get(ctx, dut.r, len(messages), rngs[3], gap))
+        # One at a time: the key loader watches how many have arrived.
+        for _ in messages:
+            results.extend(await get(ctx, dut.r, 1, rngs[3], gap))
 
     async def clock_counter(ctx):
         while True:
@@ -79,8 +129,8 @@ def run_gcm(profile, messages, seed=None, gap=0.0, dut=None, stats=None):
             cycles["count"] += 1
 
     budget = 200 * (n_out + 20 * len(messages)) + 500
-    run(dut, commands, data_in, data_out, result, deadline_cycles=budget,
-        extra_processes=[clock_counter])
+    testbenches = [commands, data_in, data_out, result] + ([keys] if slots is not None else [])
+    run(dut, *testbenches, deadline_cycles=budget, extra_processes=[clock_counter])
     if stats is not None:
         stats["cycles"] = cycles["count"]
 

@@ -2,16 +2,17 @@
 decryption with tampering, tag lengths, and the authentication contract."""
 
 import random
+import re
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ipchan.hw.crypto.gcm import GCMCore
 
-from .gcmbench import Message, run_gcm
+from .gcmbench import CORES, TEST_KEY_SLOTS, Message, run_gcm
 
 
-PROFILES = ["compact", "fast"]
+PROFILES = list(CORES)
 
 
 def expected(msg):
@@ -53,7 +54,7 @@ def check_framing(msg, out):
 
 
 @pytest.mark.parametrize("profile,cache_h", [("compact", None), ("fast", None), ("compact", True),
-                                             ("fast", False)])
+                                             ("fast", False), ("compact-keys", None)])
 def test_random_encrypt_with_stalls(profile, cache_h):
     rng = random.Random(4106)
     messages = [random_message(rng) for _ in range(16)]
@@ -63,7 +64,8 @@ def test_random_encrypt_with_stalls(profile, cache_h):
     messages[4] = random_message(rng, key=previous + bytes(16) if len(previous) == 16 else previous[:16])
     messages[5] = random_message(rng, text_len=0, aad_len=0)
     messages[6] = random_message(rng, text_len=0, aad_len=0)
-    dut = GCMCore(profile, cache_h=cache_h)
+    dut = (GCMCore("compact", key_slots=TEST_KEY_SLOTS) if profile == "compact-keys"
+           else GCMCore(profile, cache_h=cache_h))
     for msg, out in zip(messages, run_gcm(profile, messages, seed=7, gap=0.35, dut=dut)):
         check_encrypt(msg, out)
         check_framing(msg, out)
@@ -141,3 +143,23 @@ def test_profile_checked():
 def test_cache_h_checked():
     with pytest.raises(TypeError, match=r"cache_h must be a bool or None, not 1"):
         GCMCore("fast", cache_h=1)
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"profile": "fast", "key_slots": 16}, ValueError, "key_slots needs the compact profile, not 'fast'"),
+    ({"key_slots": 12}, ValueError, "key_slots must be a power of two, not 12"),
+    ({"key_slots": "16"}, TypeError, "key_slots must be an integer, not '16'"),
+    ({"key_slots": 16, "cache_h": True}, ValueError, "cache_h cannot be used with key_slots"),
+])
+def test_key_slots_checked(kwargs, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        GCMCore(**kwargs)
+
+
+def test_stored_key_command_names_the_slot():
+    core = GCMCore("compact", key_slots=16)
+    fields = dict(core.cmd.payload.shape().members)
+    assert fields["key_index"] == 4 and "key" not in fields and "key256" not in fields
+    assert {"nonce", "aad_len", "text_len", "decrypt", "tag_bytes"} <= set(fields)
+    assert core.key.payload.shape().size == 32 + 4 + 1
+    assert not hasattr(GCMCore("compact"), "key")

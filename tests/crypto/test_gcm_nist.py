@@ -7,11 +7,11 @@ spread over the groups' Count numbers; ``-m slow`` runs every 96-bit-IV vector.
 
 import pytest
 
-from .gcmbench import Message, run_gcm
+from .gcmbench import CORES, Message, run_gcm
 from .nist import FILES, load
 
 
-PROFILES = ["compact", "fast"]
+PROFILES = list(CORES)
 #: Vectors per simulation: one core takes them back to back, so keys change on every message.
 CHUNK = 400
 
@@ -74,7 +74,7 @@ def test_nist_full(profile, file):
 
 
 #: Every STRIDE-th of the one-per-group selection runs by default (keeps tests/crypto/ ~3 min).
-STRIDE = {"compact": 4, "fast": 4}
+STRIDE = {"compact": 4, "compact-keys": 4, "fast": 4}
 
 
 @pytest.mark.parametrize("profile", PROFILES)
