@@ -34,7 +34,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .aes import _rot_word, _sub_state, _word, _xtime, mix_columns, shift_rows, wire
+from .aes import _byte, _rot_word, _word, _xtime, shift_rows, wire
+from .tables import SBOX, gf256_mul
 
 
 __all__ = ["AESStoredKeys", "stored_request", "key_word", "check_slots", "index_width",
@@ -75,6 +76,43 @@ def key_word(slots):
     """One 32-bit word of a key to load into slot ``index``; ``key256`` selects AES-256 (eight
     words) or AES-128 (four). ``index`` and ``key256`` must be the same on all of a key's words."""
     return data.StructLayout({"data": 32, "index": index_width(slots), "key256": 1})
+
+
+#: The S-box with each entry's double beside it, ``S(x) | 2·S(x) << 8``: an iCE40 block RAM is 16
+#: bits wide anyway, and with the doubles looked up, MixColumns is XORs of table outputs only
+#: (no xtime), one LUT level less in front of the next S-box address.
+SBOX_DOUBLED = tuple(SBOX[x] | gf256_mul(SBOX[x], 2) << 8 for x in range(256))
+
+
+def _sub_state_doubled(m, name, state, en):
+    """SubBytes of ``state`` through :data:`SBOX_DOUBLED`, two lookups per memory (one ECP5 block
+    RAM serves both; Yosys gives each of the iCE40's one-read-port EBR its own copy). Returns the
+    substituted state and its bytes doubled (valid a clock after the address, held while ``en``
+    is low)."""
+    subs, doubles = [], []
+    for index in range(0, 16, 2):
+        memory = Memory(shape=unsigned(16), depth=256, init=SBOX_DOUBLED,
+                        attrs={"ram_style": "block"})
+        m.submodules[f"{name}_{index // 2}"] = memory
+        for k in (index, index + 1):
+            port = memory.read_port(domain="sync")
+            m.d.comb += [port.addr.eq(_byte(state, k)), port.en.eq(en)]
+            subs.append(port.data[:8])
+            doubles.append(port.data[8:])
+    return wire(m, Cat(*subs), f"{name}_out"), wire(m, Cat(*doubles), f"{name}_double")
+
+
+def mix_columns_doubled(state, doubled):
+    """MixColumns on all four columns, given each byte of ``state`` and its double: 3a = 2a ^ a."""
+    out = []
+    for c in range(4):
+        a = [_byte(state, 4 * c + r) for r in range(4)]
+        x = [_byte(doubled, 4 * c + r) for r in range(4)]
+        out += [x[0] ^ x[1] ^ a[1] ^ a[2] ^ a[3],
+                a[0] ^ x[1] ^ x[2] ^ a[2] ^ a[3],
+                a[0] ^ a[1] ^ x[2] ^ x[3] ^ a[3],
+                x[0] ^ a[0] ^ a[1] ^ a[2] ^ x[3]]
+    return Cat(*out)
 
 
 class AESStoredKeys(wiring.Component):
@@ -173,10 +211,10 @@ class AESStoredKeys(wiring.Component):
         expanding = Signal()            # two clocks a word: ``phase`` 0 looks up, 1 writes
         phase = Signal()
         sub_addr = Signal(32)
-        sb = _sub_state(m, "sbox", state_addr, ~stall)
+        sb, sb2 = _sub_state_doubled(m, "sbox", state_addr, ~stall)
 
         shifted = wire(m, shift_rows(sb), "shifted")
-        mixed = wire(m, mix_columns(shifted), "mixed")
+        mixed = wire(m, mix_columns_doubled(shifted, shift_rows(sb2)), "mixed")
         s_next = wire(m, Mux(last, shifted, mixed) ^ rk, "s_next")
 
         # While expanding, the first four S-boxes look up ``sub_addr``; the other twelve need no

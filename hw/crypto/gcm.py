@@ -299,29 +299,53 @@ class GCMCore(wiring.Component):
             return (value[limit_log2 + 1:] == 0) & ~(value[limit_log2] & value[:limit_log2].any())
 
         def load_left(value):
-            m.d.sync += [left.eq(value), last_beat.eq(at_most(value, 4))]
+            m.d.sync += [left.eq(value), last_beat.eq(at_most(value, 4)),
+                         dp_mask.eq(byte_mask(value))]
 
-        part_mask = Signal(16)                                     # valid bytes of the beat
-        with m.Switch(left[:4]):
-            for k in range(16):
-                with m.Case(k):
-                    m.d.comb += part_mask.eq((1 << k) - 1)
-        in_data = in_aad | in_text
-        byte_ok = wire(m, Mux(full, 0xFFFF, part_mask) & in_data.replicate(16), "byte_ok")
-        bit_ok = Cat(*(byte_ok[k].replicate(8) for k in range(16)))
+        def goto(state, decrypt):
+            # A transition, with the data path's controls for the state it goes to. After any
+            # ``load_left`` or ``consumed_beat`` of the same clock: outside AAD and TEXT the
+            # mask is zero (GHASH's lengths block must not see the input).
+            m.next = state
+            m.d.sync += [dp_text.eq(state == "TEXT"), dp_enc.eq((state == "TEXT") & ~decrypt),
+                         dp_len.eq(state == "LENGTHS")]
+            if state not in ("AAD", "TEXT", "HASH_KEY"):
+                m.d.sync += dp_mask.eq(0)
+
+        def byte_mask(value):
+            # The valid bytes of a beat with ``value`` bytes left: all 16, or the low ones.
+            mask = Signal(16)
+            with m.If(value[4:].any()):
+                m.d.comb += mask.eq(0xFFFF)
+            with m.Else():
+                with m.Switch(value[:4]):
+                    for k in range(16):
+                        with m.Case(k):
+                            m.d.comb += mask.eq((1 << k) - 1)
+            return mask
+
         part_bytes = Mux(full, 16, left[:4])
 
-        # One expression per bit for the output and one for GHASH's input (each a LUT4 of the
-        # input bit, the key stream bit, a select and the byte's mask):
+        # The data path's controls are registers, set with every change of ``left`` and every
+        # transition (see ``load_left``, ``consumed_beat`` and ``goto``), so that each bit of the
+        # output and of GHASH's input is one LUT4 of the input bit, the key stream bit, a control
+        # and its byte's mask. Decoded from ``left`` and the state in the same clock, Yosys
+        # (ABC) spread the decodes into every bit: 225 LUT4 for the output, 216 for GHASH's input.
+        dp_mask = Signal(16)            # valid bytes of this AAD or text beat; zero elsewhere
+        dp_text = Signal()              # in TEXT: XOR the key stream into the output
+        dp_enc = Signal()               # in TEXT, encrypting: GHASH takes the output
+        dp_len = Signal()               # in LENGTHS: GHASH takes the lengths block
+        bit_ok = Cat(*(dp_mask[k].replicate(8) for k in range(16)))
+
         # AAD passes through; text is XORed with the key stream; GHASH gets the ciphertext,
         # which is the output when encrypting and the input when decrypting.
-        stream_o = wire(m, aes.o.payload & in_text.replicate(128), "stream_o")
-        stream_h = wire(m, aes.o.payload & (in_text & ~desc.decrypt).replicate(128), "stream_h")
+        stream_o = wire(m, aes.o.payload & dp_text.replicate(128), "stream_o")
+        stream_h = wire(m, aes.o.payload & dp_enc.replicate(128), "stream_h")
         data_out = wire(m, (self.i.payload ^ stream_o) & bit_ok, "data_out")
         lengths = Cat(_byteswap(Cat(Const(0, 3), desc.aad_len, Const(0, 64 - 3 - LEN_WIDTH))),
                       _byteswap(Cat(Const(0, 3), desc.text_len, Const(0, 64 - 3 - LEN_WIDTH))))
         hash_in = wire(m, ((self.i.payload ^ stream_h) & bit_ok)
-                       | (lengths & in_lengths.replicate(128)), "hash_in")
+                       | (lengths & dp_len.replicate(128)), "hash_in")
         m.d.comb += [
             self.o.payload.data.eq(data_out),
             self.o.payload.bytes.eq(part_bytes),
@@ -374,12 +398,14 @@ class GCMCore(wiring.Component):
         def after_aad():
             load_left(desc.text_len)
             with m.If(desc.text_len != 0):
-                m.next = "TEXT"
+                goto("TEXT", desc.decrypt)
             with m.Else():
-                m.next = "LENGTHS"
+                goto("LENGTHS", desc.decrypt)
 
         def consumed_beat():
-            m.d.sync += [left.eq(Cat(left[:4], left[4:] - 1)), last_beat.eq(at_most(left, 5))]
+            # 16 bytes fewer: the next beat is whole if 32 or more were left.
+            m.d.sync += [left.eq(Cat(left[:4], left[4:] - 1)), last_beat.eq(at_most(left, 5)),
+                         dp_mask.eq(byte_mask(Cat(left[:4], left[5:], Const(0, 1))))]
 
         with m.FSM(name="consumer"):
             with m.State("START"):
@@ -395,22 +421,22 @@ class GCMCore(wiring.Component):
                     with m.Else():
                         load_left(new.text_len)
                     with m.If(new.new_h):
-                        m.next = "HASH_KEY"
+                        goto("HASH_KEY", new.decrypt)
                     with m.Elif(new.aad_len != 0):
-                        m.next = "AAD"
+                        goto("AAD", new.decrypt)
                     with m.Elif(new.text_len != 0):
-                        m.next = "TEXT"
+                        goto("TEXT", new.decrypt)
                     with m.Else():
-                        m.next = "LENGTHS"
+                        goto("LENGTHS", new.decrypt)
             with m.State("HASH_KEY"):
                 m.d.comb += [ghash.h.valid.eq(aes.o.valid), aes.o.ready.eq(ghash.h.ready)]
                 with m.If(aes.o.valid & ghash.h.ready):
                     with m.If(desc.aad_len != 0):
-                        m.next = "AAD"
+                        goto("AAD", desc.decrypt)
                     with m.Elif(desc.text_len != 0):
-                        m.next = "TEXT"
+                        goto("TEXT", desc.decrypt)
                     with m.Else():
-                        m.next = "LENGTHS"
+                        goto("LENGTHS", desc.decrypt)
             with m.State("AAD"):
                 m.d.comb += [
                     in_aad.eq(1),
@@ -433,11 +459,11 @@ class GCMCore(wiring.Component):
                 with m.If(self.i.valid & aes.o.valid & self.o.ready & ghash.i.ready):
                     consumed_beat()
                     with m.If(last_beat):
-                        m.next = "LENGTHS"
+                        goto("LENGTHS", desc.decrypt)
             with m.State("LENGTHS"):
                 m.d.comb += [in_lengths.eq(1), ghash.i.valid.eq(1)]
                 with m.If(ghash.i.ready):
-                    m.next = "RESULT"
+                    goto("RESULT", desc.decrypt)
             with m.State("RESULT"):
                 # Wait for Y, E(K, J0) and (decrypting) the received tag; consume nothing yet.
                 m.d.sync += differs_groups.eq(Cat(*(differs[16 * k:16 * k + 16].any()
