@@ -165,7 +165,8 @@ def check(m, aad, text, result):
     assert result["error"] == 0
     if not m.decrypt:
         tag = AESGCM(m.key).encrypt(m.nonce, m.text, m.aad)[-16:]
-        assert result["tag"].to_bytes(16, "little") == tag[:m.tag_bytes] + bytes(16 - m.tag_bytes)
+        # Only the first tag_bytes bytes are defined.
+        assert result["tag"].to_bytes(16, "little")[:m.tag_bytes] == tag[:m.tag_bytes]
         assert result["match"] == 0, "an encryption must never report a match"
         return False
     # The tag over (AAD, ciphertext) is the tag of encrypting the plaintext they stand for.

@@ -26,8 +26,10 @@ Interfaces
     (1 .. 16; the rest are zero), ``last`` marks the final beat of the message. A message with no
     AAD and no text has no output beats.
 ``r`` (:data:`GCMResult`)
-    One per message: ``tag`` (the computed tag, bytes past ``tag_bytes`` zero), ``match`` and
-    ``error``.
+    One per message: ``tag``, ``match`` and ``error``. When encrypting, the first ``tag_bytes``
+    bytes of ``tag`` are the tag (the bytes after them are not defined: the fast core zeroes them,
+    the compact one leaves them); when decrypting, ``tag`` is not defined (``match`` is the
+    answer; the compact core gives the computed tag XOR the received one).
 
 The authentication contract (for the ESP layer)
 ------------------------------------------------
@@ -54,7 +56,9 @@ the previous key and skips ``E(K, 0)`` when the key is unchanged, since ``H`` de
 key. The consumer hands ``H`` to GHASH, XORs the key stream into the text, feeds GHASH with the
 AAD, the ciphertext and the length block, and forms the tag from GHASH's result, ``E(K, J0)`` and
 (decrypting) the received tag beat while all three wait on their streams (two clocks: the 128-bit
-comparison is registered half-way), so none of them is stored. The AES and GHASH cores come from
+comparison is registered half-way), so none of them is stored. (The compact core hands E(K, J0)
+and the received tag to its GHASH as a final addend instead, and takes the tag, or the tag XOR the
+received one, from GHASH's result: no 128-bit XOR of its own.) The AES and GHASH cores come from
 the profile
 (:func:`ipchan.hw.crypto.aes.make_aes`, :func:`ipchan.hw.crypto.ghash.make_ghash`).
 """
@@ -285,7 +289,11 @@ class GCMCore(wiring.Component):
         desc = Signal(_Descriptor)
         # Bytes still to come of the current part (AAD, then text): one counter serves both.
         left = Signal(LEN_WIDTH)
-        in_aad, in_text, in_lengths = Signal(), Signal(), Signal()
+        in_aad, in_text, in_lengths, in_final = Signal(), Signal(), Signal(), Signal()
+        # The compact GHASH adds E(K, J0) (and, decrypting, the received tag) to Y itself, as a
+        # final addend, so its result is the tag (or the tag XOR the received one) and the core
+        # needs no 128-bit XOR for either.
+        final_addend = isinstance(ghash, GHASHSerial)
 
         # Masks and byte counts by decoding, not comparing: Yosys turns every `<` into a carry
         # chain, which on the iCE40 is a logic cell per bit.
@@ -298,19 +306,31 @@ class GCMCore(wiring.Component):
             # value <= 2**limit_log2, without a carry chain.
             return (value[limit_log2 + 1:] == 0) & ~(value[limit_log2] & value[:limit_log2].any())
 
-        def load_left(value):
-            m.d.sync += [left.eq(value), last_beat.eq(at_most(value, 4)),
-                         dp_mask.eq(byte_mask(value))]
+        def set_masks(mask, enc):
+            # The input's bytes for the output and GHASH, and the key stream's for GHASH (when
+            # encrypting, GHASH takes the ciphertext: the input XOR the key stream).
+            m.d.sync += [dp_mask.eq(mask), ks_mask.eq(Mux(enc, mask, 0))]
 
-        def goto(state, decrypt):
+        def load_left(value):
+            m.d.sync += [left.eq(value), last_beat.eq(at_most(value, 4))]
+
+        def goto(state, decrypt, length=None):
             # A transition, with the data path's controls for the state it goes to. After any
-            # ``load_left`` or ``consumed_beat`` of the same clock: outside AAD and TEXT the
-            # mask is zero (GHASH's lengths block must not see the input).
+            # ``consumed_beat`` of the same clock: outside AAD and TEXT the masks are zero
+            # (GHASH's lengths block must not see the input), except in FINAL, where GHASH takes
+            # E(K, J0) and, decrypting, the received tag. For AAD and TEXT, ``length`` is the
+            # part's byte count, a register (the mask of a value selected by the state set the
+            # iCE40's clock: 30.8 MHz).
             m.next = state
-            m.d.sync += [dp_text.eq(state == "TEXT"), dp_enc.eq((state == "TEXT") & ~decrypt),
+            enc = (state == "TEXT") & ~decrypt
+            m.d.sync += [dp_text.eq(state == "TEXT"), dp_enc.eq(enc),
                          dp_len.eq(state == "LENGTHS")]
-            if state not in ("AAD", "TEXT", "HASH_KEY"):
-                m.d.sync += dp_mask.eq(0)
+            if state in ("AAD", "TEXT"):
+                set_masks(byte_mask(length), enc)
+            elif state == "FINAL":
+                m.d.sync += [dp_mask.eq(Mux(decrypt, 0xFFFF, 0)), ks_mask.eq(0xFFFF)]
+            elif state != "HASH_KEY":
+                set_masks(0, 0)
 
         def byte_mask(value):
             # The valid bytes of a beat with ``value`` bytes left: all 16, or the low ones.
@@ -332,19 +352,20 @@ class GCMCore(wiring.Component):
         # and its byte's mask. Decoded from ``left`` and the state in the same clock, Yosys
         # (ABC) spread the decodes into every bit: 225 LUT4 for the output, 216 for GHASH's input.
         dp_mask = Signal(16)            # valid bytes of this AAD or text beat; zero elsewhere
+        ks_mask = Signal(16)            # the key stream's bytes that GHASH takes
         dp_text = Signal()              # in TEXT: XOR the key stream into the output
         dp_enc = Signal()               # in TEXT, encrypting: GHASH takes the output
         dp_len = Signal()               # in LENGTHS: GHASH takes the lengths block
         bit_ok = Cat(*(dp_mask[k].replicate(8) for k in range(16)))
+        ks_ok = Cat(*(ks_mask[k].replicate(8) for k in range(16)))
 
         # AAD passes through; text is XORed with the key stream; GHASH gets the ciphertext,
         # which is the output when encrypting and the input when decrypting.
         stream_o = wire(m, aes.o.payload & dp_text.replicate(128), "stream_o")
-        stream_h = wire(m, aes.o.payload & dp_enc.replicate(128), "stream_h")
         data_out = wire(m, (self.i.payload ^ stream_o) & bit_ok, "data_out")
         lengths = Cat(_byteswap(Cat(Const(0, 3), desc.aad_len, Const(0, 64 - 3 - LEN_WIDTH))),
                       _byteswap(Cat(Const(0, 3), desc.text_len, Const(0, 64 - 3 - LEN_WIDTH))))
-        hash_in = wire(m, ((self.i.payload ^ stream_h) & bit_ok)
+        hash_in = wire(m, ((self.i.payload & bit_ok) ^ (aes.o.payload & ks_ok))
                        | (lengths & dp_len.replicate(128)), "hash_in")
         m.d.comb += [
             self.o.payload.data.eq(data_out),
@@ -359,7 +380,9 @@ class GCMCore(wiring.Component):
         ]
         if isinstance(ghash, GHASHSerial):
             # The digit-serial GHASH only needs to know the last block: the lengths block.
-            m.d.comb += ghash.i.payload.remaining.eq(Mux(in_lengths, 1, 2))
+            # The lengths block is followed by a final addend (``remaining == 0``): E(K, J0)
+            # and, decrypting, the received tag.
+            m.d.comb += ghash.i.payload.remaining.eq(Mux(in_final, 0, 2))
         else:
             hash_left = Signal(LEN_WIDTH - 2)  # GHASH blocks still to come, with the lengths
             top = (1 << REMAINING_WIDTH) - 1
@@ -367,9 +390,11 @@ class GCMCore(wiring.Component):
             with m.If(ghash.i.valid & ghash.i.ready):
                 m.d.sync += hash_left.eq(hash_left - 1)
 
-        # The result joins three streams: GHASH's Y, E(K, J0) from the AES core and, when
-        # decrypting, the received tag on ``i``; none of them is stored. The tag's byte mask is decoded when the descriptor is read, into registers: decoded
-        # here, it was the start of the iCE40's critical path (decode -> 128 XORs -> OR tree).
+        # The fast core's result joins three streams: GHASH's Y, E(K, J0) from the AES core and,
+        # when decrypting, the received tag on ``i``; none of them is stored. The compact one's
+        # comes from GHASH alone (``final_addend``). The tag's byte mask is decoded when the
+        # descriptor is read, into registers: decoded here, it was the start of the iCE40's
+        # critical path (decode -> 128 XORs -> OR tree).
         tag_mask_bytes = Signal(16)
         tag_ok = Signal()
         next_mask_bytes = Signal(16)
@@ -383,8 +408,14 @@ class GCMCore(wiring.Component):
         with m.If(fifo.r_en & fifo.r_rdy):
             m.d.sync += [tag_mask_bytes.eq(next_mask_bytes), tag_ok.eq(next_tag_ok)]
         tag_mask = Cat(*(tag_mask_bytes[k].replicate(8) for k in range(16)))
-        tag = wire(m, (ghash.o.payload ^ aes.o.payload) & tag_mask, "tag")
-        differs = wire(m, (tag ^ self.i.payload) & tag_mask, "differs")
+        if final_addend:
+            # GHASH's result is the tag, or (decrypting) the tag XOR the received one: the
+            # bytes past ``tag_bytes`` are left as they are (the contract does not define them).
+            tag = ghash.o.payload
+            differs = wire(m, ghash.o.payload & tag_mask, "differs")
+        else:
+            tag = wire(m, (ghash.o.payload ^ aes.o.payload) & tag_mask, "tag")
+            differs = wire(m, (tag ^ self.i.payload) & tag_mask, "differs")
         # The 128-bit comparison takes two clocks (RESULT, then VERDICT): the first ORs it into
         # eight 16-bit groups, registered; the three inputs stay valid meanwhile (nothing is
         # consumed before VERDICT). In one clock it was the iCE40's critical path.
@@ -398,43 +429,46 @@ class GCMCore(wiring.Component):
         def after_aad():
             load_left(desc.text_len)
             with m.If(desc.text_len != 0):
-                goto("TEXT", desc.decrypt)
+                goto("TEXT", desc.decrypt, desc.text_len)
             with m.Else():
                 goto("LENGTHS", desc.decrypt)
 
         def consumed_beat():
             # 16 bytes fewer: the next beat is whole if 32 or more were left.
-            m.d.sync += [left.eq(Cat(left[:4], left[4:] - 1)), last_beat.eq(at_most(left, 5)),
-                         dp_mask.eq(byte_mask(Cat(left[:4], left[5:], Const(0, 1))))]
+            m.d.sync += [left.eq(Cat(left[:4], left[4:] - 1)), last_beat.eq(at_most(left, 5))]
+            set_masks(byte_mask(Cat(left[:4], left[5:], Const(0, 1))), dp_enc)
 
         with m.FSM(name="consumer"):
             with m.State("START"):
+                # The descriptor is copied here and used from the copy in SETUP, a clock later:
+                # from the FIFO's output, the byte count's load and the masks set the iCE40's
+                # clock (39.9 MHz).
                 m.d.comb += fifo.r_en.eq(1)
                 with m.If(fifo.r_rdy):
-                    new = Signal(_Descriptor)
-                    m.d.comb += new.eq(fifo.r_data)
-                    m.d.sync += desc.eq(new)
-                    if not isinstance(ghash, GHASHSerial):
-                        m.d.sync += hash_left.eq(_blocks(new.aad_len) + _blocks(new.text_len) + 1)
-                    with m.If(new.aad_len != 0):
-                        load_left(new.aad_len)
-                    with m.Else():
-                        load_left(new.text_len)
-                    with m.If(new.new_h):
-                        goto("HASH_KEY", new.decrypt)
-                    with m.Elif(new.aad_len != 0):
-                        goto("AAD", new.decrypt)
-                    with m.Elif(new.text_len != 0):
-                        goto("TEXT", new.decrypt)
-                    with m.Else():
-                        goto("LENGTHS", new.decrypt)
+                    m.d.sync += desc.eq(fifo.r_data)
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                if not isinstance(ghash, GHASHSerial):
+                    m.d.sync += hash_left.eq(_blocks(desc.aad_len) + _blocks(desc.text_len) + 1)
+                with m.If(desc.aad_len != 0):
+                    load_left(desc.aad_len)
+                with m.Else():
+                    load_left(desc.text_len)
+                with m.If(desc.new_h):
+                    goto("HASH_KEY", desc.decrypt)
+                with m.Elif(desc.aad_len != 0):
+                    goto("AAD", desc.decrypt, desc.aad_len)
+                with m.Elif(desc.text_len != 0):
+                    goto("TEXT", desc.decrypt, desc.text_len)
+                with m.Else():
+                    goto("LENGTHS", desc.decrypt)
             with m.State("HASH_KEY"):
                 m.d.comb += [ghash.h.valid.eq(aes.o.valid), aes.o.ready.eq(ghash.h.ready)]
                 with m.If(aes.o.valid & ghash.h.ready):
                     with m.If(desc.aad_len != 0):
-                        goto("AAD", desc.decrypt)
+                        goto("AAD", desc.decrypt, left)
                     with m.Elif(desc.text_len != 0):
-                        goto("TEXT", desc.decrypt)
+                        goto("TEXT", desc.decrypt, left)
                     with m.Else():
                         goto("LENGTHS", desc.decrypt)
             with m.State("AAD"):
@@ -463,20 +497,31 @@ class GCMCore(wiring.Component):
             with m.State("LENGTHS"):
                 m.d.comb += [in_lengths.eq(1), ghash.i.valid.eq(1)]
                 with m.If(ghash.i.ready):
-                    goto("RESULT", desc.decrypt)
+                    goto("FINAL" if final_addend else "RESULT", desc.decrypt)
+            # E(K, J0) and the received tag, one beat each, waiting until both are there.
+            tag_there = self.i.valid | ~desc.decrypt
+            if final_addend:
+                with m.State("FINAL"):
+                    m.d.comb += [
+                        in_final.eq(1),
+                        ghash.i.valid.eq(aes.o.valid & tag_there),
+                        aes.o.ready.eq(ghash.i.ready & tag_there),
+                        self.i.ready.eq(desc.decrypt & aes.o.valid & ghash.i.ready),
+                    ]
+                    with m.If(aes.o.valid & tag_there & ghash.i.ready):
+                        goto("RESULT", desc.decrypt)
             with m.State("RESULT"):
-                # Wait for Y, E(K, J0) and (decrypting) the received tag; consume nothing yet.
+                # Wait for the result's parts; consume nothing yet.
                 m.d.sync += differs_groups.eq(Cat(*(differs[16 * k:16 * k + 16].any()
                                                     for k in range(8))))
-                with m.If(ghash.o.valid & aes.o.valid & (self.i.valid | ~desc.decrypt)):
+                with m.If(ghash.o.valid & (Const(1) if final_addend
+                                           else aes.o.valid & tag_there)):
                     m.next = "VERDICT"
             with m.State("VERDICT"):
-                # All three are still valid (a valid stream stays valid until it is taken).
-                m.d.comb += [
-                    self.r.valid.eq(1),
-                    ghash.o.ready.eq(self.r.ready),
-                    aes.o.ready.eq(self.r.ready),
-                    self.i.ready.eq(desc.decrypt & self.r.ready),
-                ]
+                # What RESULT waited for is still valid (a valid stream stays valid until taken).
+                m.d.comb += [self.r.valid.eq(1), ghash.o.ready.eq(self.r.ready)]
+                if not final_addend:
+                    m.d.comb += [aes.o.ready.eq(self.r.ready),
+                                 self.i.ready.eq(desc.decrypt & self.r.ready)]
                 with m.If(self.r.ready):
                     m.next = "START"

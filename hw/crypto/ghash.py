@@ -9,7 +9,8 @@ Both implementations take the same streams, so the GCM core does not know which 
 ``i``
     Blocks ``X_i`` of one message with ``remaining``, the number of blocks left in the message
     including this one (saturating; the GCM core knows it from the lengths). ``remaining == 1``
-    ends the message.
+    ends the message. :class:`GHASHSerial` also takes a *final addend* (``remaining == 0``) after
+    a message's blocks: added to ``Y_n`` without a multiplication, and the sum is the result.
 ``o``
     ``Y_n``, once per message, in the order of the messages.
 
@@ -117,6 +118,14 @@ class GHASHSerial(wiring.Component):
     ``digit`` need not divide 128: ``Y xor X`` is stored zero-extended to a whole number of
     digits, so the first digit simply has leading zeros. The compact profile uses ``digit=10``:
     13 + 1 = 14 clocks per block, AES-256's 14 rounds.
+
+    One more kind of block than the other cores take: a *final addend*, ``remaining == 0``. It is
+    XORed into ``Y`` without a multiplication, and the sum is the result: so the GCM core gets
+    ``Y xor E(K, J0)`` (the tag) or, decrypting, that XOR the received tag from here, through the
+    register every block goes through anyway (``Y xor X``), and needs no 128-bit XOR of its own for
+    either (216 iCE40 LUT4 fewer in the compact GCM core). The result always leaves from that
+    register: after a block with ``remaining == 1`` it is copied there from ``Z`` a clock after
+    the last step (the same multiplexer input, with ``X`` taken as zero).
     """
 
     def __init__(self, digit=8):
@@ -135,7 +144,8 @@ class GHASHSerial(wiring.Component):
         d, steps = self.digit, self.steps
 
         h = Signal(128)             # H, polynomial order
-        a = Signal(steps * d)       # Y xor X (zero-extended), shifted up one digit per clock
+        a = Signal(steps * d)       # Y xor X (zero-extended), shifted up one digit per clock;
+                                    # the result, once a message is done
         z = Signal(128)             # partial product; between blocks Y so far
         # Y is zero before a message's first block. A flag says so instead of clearing z when
         # the result leaves: that kept the GCM core's result handshake off z's clock enable.
@@ -143,28 +153,37 @@ class GHASHSerial(wiring.Component):
         count = Signal(range(steps + 1))
         busy = Signal()
         last = Signal()
+        copy = Signal()             # the last block's product goes to ``a``, as the result
 
-        idle = ~busy & ~self.o.valid
+        idle = ~busy & ~copy & ~self.o.valid
         m.d.comb += [self.h.ready.eq(idle), self.i.ready.eq(idle)]
         accept = self.i.valid & self.i.ready
+        final = self.i.payload.remaining == 0
 
         z_next = wire(m, reduce_poly((z << d) ^ clmul(h, a[len(a) - d:])), "z_next")
+        # What ``a`` loads: Y xor X for a block, Y alone (X taken as zero) for the copy.
+        x = wire(m, to_poly(self.i.payload.block) & accept.replicate(128), "x")
 
         with m.If(self.h.valid & self.h.ready):
             m.d.sync += h.eq(to_poly(self.h.payload))
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += [self.o.valid.eq(0), fresh.eq(1)]
-        with m.If(accept):
-            m.d.sync += [a.eq(Mux(fresh, 0, z) ^ to_poly(self.i.payload.block)), z.eq(0),
-                         busy.eq(1), fresh.eq(0),
+        with m.If(accept | copy):
+            m.d.sync += a.eq(Mux(fresh, 0, z) ^ x)
+        with m.Elif(busy):
+            m.d.sync += a.eq(a << d)
+        with m.If(accept & final):
+            m.d.sync += self.o.valid.eq(1)
+        with m.Elif(accept):
+            m.d.sync += [z.eq(0), busy.eq(1), fresh.eq(0),
                          count.eq(steps), last.eq(self.i.payload.remaining == 1)]
         with m.Elif(busy):
-            m.d.sync += [a.eq(a << d), z.eq(z_next), count.eq(count - 1)]
+            m.d.sync += [z.eq(z_next), count.eq(count - 1)]
             with m.If(count == 1):
-                m.d.sync += busy.eq(0)
-                with m.If(last):
-                    m.d.sync += self.o.valid.eq(1)
-        m.d.comb += self.o.payload.eq(to_poly(z))
+                m.d.sync += [busy.eq(0), copy.eq(last)]
+        with m.If(copy):
+            m.d.sync += [copy.eq(0), self.o.valid.eq(1)]
+        m.d.comb += self.o.payload.eq(to_poly(a[:128]))
         return m
 
 

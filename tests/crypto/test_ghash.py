@@ -103,6 +103,45 @@ def test_next_message_offered_with_the_result(profile):
     assert results == [ghash(h, blocks) for blocks in messages]
 
 
+@pytest.mark.parametrize("digit", [8, 10])
+def test_serial_final_addend(digit):
+    """A ``remaining == 0`` block after a message's blocks is added to Y without a
+    multiplication, and the sum is the result (what the compact GCM core sends: E(K, J0), and,
+    decrypting, the received tag too); a message ended by ``remaining == 1`` still gives Y. With
+    random stalls, back to back, under two H."""
+    rng = random.Random(4543)
+    cases = []
+    for n in (1, 3, 2, 5):
+        h = rng.randbytes(16)
+        blocks = [rng.randbytes(16) for _ in range(n)]
+        addend = rng.randbytes(16) if n != 2 else None
+        cases.append((h, blocks, addend))
+    dut = GHASHSerial(digit)
+    results = []
+    stall = random.Random(1)
+
+    async def producer(ctx):
+        for h, blocks, addend in cases:
+            await put(ctx, dut.h, [le(h)], stall, 0.3)
+            last = 2 if addend is not None else 1
+            beats = [{"block": le(b), "remaining": max(len(blocks) - i, last)}
+                     for i, b in enumerate(blocks)]
+            if addend is not None:
+                beats.append({"block": le(addend), "remaining": 0})
+            await put(ctx, dut.i, beats, stall, 0.3)
+
+    async def consumer(ctx):
+        out = await get(ctx, dut.o, len(cases), random.Random(2), 0.3)
+        results.extend(v.to_bytes(16, "little") for v in out)
+
+    run(dut, producer, consumer, deadline_cycles=3000)
+    expected = []
+    for h, blocks, addend in cases:
+        y = ghash(h, blocks)
+        expected.append(y if addend is None else bytes(a ^ b for a, b in zip(y, addend)))
+    assert results == expected
+
+
 @pytest.mark.parametrize("digit", [0, 33, 8.0, True])
 def test_digit_checked(digit):
     with pytest.raises(ValueError, match=rf"Digit width must be an integer from 1 to 32, not {digit!r}"):
