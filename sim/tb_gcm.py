@@ -5,6 +5,10 @@ once per profile. Every test is crossed with an idle generator on the two input 
 backpressure generator on the two output streams (as cocotbext-axi's testbenches do). Expected
 values come from ``cryptography``'s AESGCM, which we did not write, and from the NIST CAVP files
 (handed over by the pytest side as JSON in ``IPCHAN_GCM_VECTORS``).
+
+A core built with key slots (``GCMCore("compact", key_slots=N)``, named by ``IPCHAN_KEY_SLOTS``)
+gets message ``n``'s key loaded into slot ``n % N`` on its ``key`` stream, once the message that
+used that slot before has its result, and the message's command only once its key is loaded.
 """
 
 import itertools
@@ -17,7 +21,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ipchan.hw.crypto.gcm import GCMCommand, GCMOutput, GCMResult
+from ipchan.hw.crypto.aes_stored import key_word
+from ipchan.hw.crypto.gcm import GCMCommand, GCMOutput, GCMResult, stored_key_command
 
 from .streams import StreamSink, StreamSource
 
@@ -52,11 +57,21 @@ class Message:
         self.key, self.nonce, self.aad, self.text = key, nonce, aad, text
         self.decrypt, self.tag_bytes, self.received_tag = decrypt, tag_bytes, received_tag
 
-    def command(self):
-        return pack(GCMCommand, key=int.from_bytes(self.key.ljust(32, b"\0"), "little"),
-                    key256=int(len(self.key) == 32), nonce=int.from_bytes(self.nonce, "little"),
-                    aad_len=len(self.aad), text_len=len(self.text), decrypt=int(self.decrypt),
-                    tag_bytes=self.tag_bytes)
+    def command(self, slots=None, index=None):
+        """The command: with the key, or (a core with ``slots`` key slots) naming ``index``."""
+        fields = dict(nonce=int.from_bytes(self.nonce, "little"), aad_len=len(self.aad),
+                      text_len=len(self.text), decrypt=int(self.decrypt),
+                      tag_bytes=self.tag_bytes)
+        if slots is None:
+            return pack(GCMCommand, key=int.from_bytes(self.key.ljust(32, b"\0"), "little"),
+                        key256=int(len(self.key) == 32), **fields)
+        return pack(stored_key_command(slots), key_index=index, **fields)
+
+    def key_words(self, slots, index):
+        """The ``key`` stream's beats that load this message's key into slot ``index``."""
+        return [pack(key_word(slots), data=int.from_bytes(self.key[k:k + 4], "little"),
+                     index=index, key256=int(len(self.key) == 32))
+                for k in range(0, len(self.key), 4)]
 
     def beats(self):
         beats = _beats(self.aad) + _beats(self.text)
@@ -78,10 +93,15 @@ class TB:
         self.i = StreamSource(dut, "i", dut.clk)
         self.o = StreamSink(dut, "o", dut.clk)
         self.r = StreamSink(dut, "r", dut.clk)
+        slots = os.environ.get("IPCHAN_KEY_SLOTS")
+        self.slots = int(slots) if slots else None
+        self.key = StreamSource(dut, "key", dut.clk) if self.slots else None
+        self.results = 0
 
     def set_idle_generator(self, generator=None):
-        for port, seed in ((self.cmd, 1), (self.i, 2)):
-            port.set_pause_generator(generator(seed) if generator else None)
+        for port, seed in ((self.cmd, 1), (self.i, 2), (self.key, 5)):
+            if port is not None:
+                port.set_pause_generator(generator(seed) if generator else None)
 
     def set_backpressure_generator(self, generator=None):
         for port, seed in ((self.o, 3), (self.r, 4)):
@@ -96,13 +116,18 @@ class TB:
     async def run(self, messages, budget=None):
         """Send every message back to back; return (aad, text, result dict) for each."""
         for m in messages:
-            self.cmd.send(m.command())
+            if self.slots is None:
+                self.cmd.send(m.command())
             for beat in m.beats():
                 self.i.send(beat)
+        if self.slots is not None:
+            cocotb.start_soon(self._keys_and_commands(messages))
         out = []
+        self.results = 0
         for m in messages:
             beats = [unpack(GCMOutput, await self.o.recv()) for _ in range(m.n_out)]
             result = unpack(GCMResult, await self.r.recv())
+            self.results += 1
             for k, b in enumerate(beats):
                 assert b["last"] == (k == len(beats) - 1), f"last flag wrong on beat {k}"
                 assert b["aad"] == (k < len(_beats(m.aad))), f"aad flag wrong on beat {k}"
@@ -111,6 +136,18 @@ class TB:
             out.append((b"".join(chunks[:n_aad]), b"".join(chunks[n_aad:]), result))
         assert len(self.o) == 0 and len(self.r) == 0, "more output than messages"
         return out
+
+
+    async def _keys_and_commands(self, messages):
+        # A slot is loaded again only once the message that used it has its result; a command
+        # is sent only once its key is loaded.
+        for n, m in enumerate(messages):
+            while self.results <= n - self.slots:
+                await RisingEdge(self.dut.clk)
+            for word in m.key_words(self.slots, n % self.slots):
+                self.key.send(word)
+            await self.key.wait()
+            self.cmd.send(m.command(self.slots, n % self.slots))
 
 
 def expected(m):

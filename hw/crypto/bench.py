@@ -473,7 +473,8 @@ def main(argv=None):
                 cycle_rows.append(row)
 
     jobs = args.pnr or ([] if args.cycles_only else
-                        ["harness:ice40-up5k", "compact:ice40-up5k", "engine:ice40-up5k",
+                        ["harness:ice40-up5k", "compact:ice40-up5k", "compact-keys:ice40-up5k",
+                         "engine:ice40-up5k", "compact-keys+engine:ice40-up5k",
                          "compact+engine:ice40-up5k", "harness:ecp5-85f",
                          "compact:ecp5-85f", "fast:ecp5-85f"])
     pnr_rows = []

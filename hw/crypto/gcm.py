@@ -439,29 +439,40 @@ class GCMCore(wiring.Component):
             set_masks(byte_mask(Cat(left[:4], left[5:], Const(0, 1))), dp_enc)
 
         with m.FSM(name="consumer"):
+            def setup(d):
+                # The first part of the message described by ``d``.
+                if not isinstance(ghash, GHASHSerial):
+                    m.d.sync += hash_left.eq(_blocks(d.aad_len) + _blocks(d.text_len) + 1)
+                with m.If(d.aad_len != 0):
+                    load_left(d.aad_len)
+                with m.Else():
+                    load_left(d.text_len)
+                with m.If(d.new_h):
+                    goto("HASH_KEY", d.decrypt)
+                with m.Elif(d.aad_len != 0):
+                    goto("AAD", d.decrypt, d.aad_len)
+                with m.Elif(d.text_len != 0):
+                    goto("TEXT", d.decrypt, d.text_len)
+                with m.Else():
+                    goto("LENGTHS", d.decrypt)
+
             with m.State("START"):
-                # The descriptor is copied here and used from the copy in SETUP, a clock later:
-                # from the FIFO's output, the byte count's load and the masks set the iCE40's
-                # clock (39.9 MHz).
                 m.d.comb += fifo.r_en.eq(1)
                 with m.If(fifo.r_rdy):
-                    m.d.sync += desc.eq(fifo.r_data)
-                    m.next = "SETUP"
-            with m.State("SETUP"):
-                if not isinstance(ghash, GHASHSerial):
-                    m.d.sync += hash_left.eq(_blocks(desc.aad_len) + _blocks(desc.text_len) + 1)
-                with m.If(desc.aad_len != 0):
-                    load_left(desc.aad_len)
-                with m.Else():
-                    load_left(desc.text_len)
-                with m.If(desc.new_h):
-                    goto("HASH_KEY", desc.decrypt)
-                with m.Elif(desc.aad_len != 0):
-                    goto("AAD", desc.decrypt, desc.aad_len)
-                with m.Elif(desc.text_len != 0):
-                    goto("TEXT", desc.decrypt, desc.text_len)
-                with m.Else():
-                    goto("LENGTHS", desc.decrypt)
+                    new = Signal(_Descriptor)
+                    m.d.comb += new.eq(fifo.r_data)
+                    m.d.sync += desc.eq(new)
+                    if final_addend:
+                        # The compact core uses the copy, in SETUP, a clock later: from the
+                        # FIFO's output, the byte count's load and the masks set the iCE40's
+                        # clock (39.9 MHz). The fast core's FIFO has a registered output, and a
+                        # clock a message counts there.
+                        m.next = "SETUP"
+                    else:
+                        setup(new)
+            if final_addend:
+                with m.State("SETUP"):
+                    setup(desc)
             with m.State("HASH_KEY"):
                 m.d.comb += [ghash.h.valid.eq(aes.o.valid), aes.o.ready.eq(ghash.h.ready)]
                 with m.If(aes.o.valid & ghash.h.ready):

@@ -13,9 +13,16 @@ from ipchan.sim.build import BUILD_ROOT, cached_verilog, run_cocotb
 from . import nist
 
 
+#: Key slots of the stored-key core here: few, so that slots are loaded again and again.
+KEY_SLOTS = 4
+PROFILES = ["compact", "compact-keys", "fast"]
+
+
 def _verilog(profile):
     from amaranth.back import verilog
-    return verilog.convert(GCMCore(profile), name="gcm_core")
+    core = (GCMCore("compact", key_slots=KEY_SLOTS) if profile == "compact-keys"
+            else GCMCore(profile))
+    return verilog.convert(core, name="gcm_core")
 
 
 def _vectors(every=False):
@@ -57,16 +64,18 @@ def _run(request, profile, *, every, testcase=None, messages=100):
     vectors.write_text(json.dumps(_vectors(every)))
     run_cocotb(simulator="verilator", verilog=verilog, toplevel="gcm_core",
                test_module="ipchan.sim.tb_gcm", build_dir=build_dir, testcase=testcase,
-               extra_env={"IPCHAN_GCM_VECTORS": str(vectors), "IPCHAN_MESSAGES": str(messages)})
+               extra_env={"IPCHAN_GCM_VECTORS": str(vectors), "IPCHAN_MESSAGES": str(messages),
+                          **({"IPCHAN_KEY_SLOTS": str(KEY_SLOTS)}
+                             if profile == "compact-keys" else {})})
 
 
-@pytest.mark.parametrize("profile", ["compact", "fast"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_gcm_core_on_verilator(request, profile):
     _run(request, profile, every=False)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("profile", ["compact", "fast"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_gcm_core_on_verilator_every_nist_vector(request, profile):
     """All 10,500 vectors (without stalls; the default run crosses a subset with them)."""
     _run(request, profile, every=True, testcase=["test_nist_vectors/idle=None/backpressure=None"])
