@@ -360,6 +360,7 @@ class SerialTable(wiring.Component):
         found = Signal()
         new_gen = Signal(GW)
         counter = Signal(7)             # word of the counter being incremented
+        count_sum = Signal(32)          # its new value
         AFTER_DONE, AFTER_HITS, AFTER_VERSION = range(3)
         after = Signal(2)
 
@@ -572,9 +573,15 @@ class SerialTable(wiring.Component):
             # Counters: read, increment, write back; then what the command does next.
             with m.State("COUNT_READ"):
                 with m.If(r_read(counter)):
-                    m.next = "COUNT_WRITE"
+                    m.next = "COUNT_ADD"
+            with m.State("COUNT_ADD"):
+                # The sum is registered before it is written: from the RAM's output through the
+                # 32-bit carry chain into the write data, it set the clock of the engine beside
+                # the compact GCM core (29.6 MHz).
+                m.d.sync += count_sum.eq(rr + 1)
+                m.next = "COUNT_WRITE"
             with m.State("COUNT_WRITE"):
-                with m.If(r_write(counter, rr + 1)):
+                with m.If(r_write(counter, count_sum)):
                     with m.Switch(after):
                         with m.Case(AFTER_DONE):
                             done()
