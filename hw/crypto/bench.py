@@ -138,7 +138,7 @@ class Harness(Elaboratable):
     alone (with the compact core's widths). ``engine``, an
     :class:`ipchan.hw.contract.EngineParams`, adds :class:`ipchan.hw.engine.Engine` (with the
     block-RAM table, ``table="serial"``, as the iCEBreaker builds it) beside the core
-    (its AXI4-Lite inputs from the same shift register, its outputs folded in too): what has to fit
+    (its AXI4-Lite inputs from the same chain, its outputs mixed into it too): what has to fit
     the FPGA together. ``profile=None`` with ``engine`` is the engine alone."""
 
     def __init__(self, profile=None, engine=None):

@@ -92,7 +92,6 @@ GCMCommand = data.StructLayout({
 })
 
 
-
 def stored_key_command(key_slots):
     """The command of a core built with ``key_slots``: :data:`GCMCommand` with the key named by
     its slot (``key_index``) instead of carried (``key``, ``key256``)."""
@@ -289,7 +288,7 @@ class GCMCore(wiring.Component):
         desc = Signal(_Descriptor)
         # Bytes still to come of the current part (AAD, then text): one counter serves both.
         left = Signal(LEN_WIDTH)
-        in_aad, in_text, in_lengths, in_final = Signal(), Signal(), Signal(), Signal()
+        in_aad, in_text, in_final = Signal(), Signal(), Signal()
         # The compact GHASH adds E(K, J0) (and, decrypting, the received tag) to Y itself, as a
         # final addend, so its result is the tag (or the tag XOR the received one) and the core
         # needs no 128-bit XOR for either.
@@ -378,10 +377,10 @@ class GCMCore(wiring.Component):
             # Yosys on the iCE40 (but no more logic cells: each shared one with a bit of H).
             ghash.h.payload.eq(aes.o.payload),
         ]
-        if isinstance(ghash, GHASHSerial):
-            # The digit-serial GHASH only needs to know the last block: the lengths block.
-            # The lengths block is followed by a final addend (``remaining == 0``): E(K, J0)
-            # and, decrypting, the received tag.
+        if final_addend:
+            # The digit-serial GHASH needs no count: every block is multiplied (the lengths
+            # block too), then a final addend (``remaining == 0``) brings E(K, J0) and,
+            # decrypting, the received tag.
             m.d.comb += ghash.i.payload.remaining.eq(Mux(in_final, 0, 2))
         else:
             hash_left = Signal(LEN_WIDTH - 2)  # GHASH blocks still to come, with the lengths
@@ -441,7 +440,7 @@ class GCMCore(wiring.Component):
         with m.FSM(name="consumer"):
             def setup(d):
                 # The first part of the message described by ``d``.
-                if not isinstance(ghash, GHASHSerial):
+                if not final_addend:
                     m.d.sync += hash_left.eq(_blocks(d.aad_len) + _blocks(d.text_len) + 1)
                 with m.If(d.aad_len != 0):
                     load_left(d.aad_len)
@@ -506,7 +505,7 @@ class GCMCore(wiring.Component):
                     with m.If(last_beat):
                         goto("LENGTHS", desc.decrypt)
             with m.State("LENGTHS"):
-                m.d.comb += [in_lengths.eq(1), ghash.i.valid.eq(1)]
+                m.d.comb += ghash.i.valid.eq(1)
                 with m.If(ghash.i.ready):
                     goto("FINAL" if final_addend else "RESULT", desc.decrypt)
             # E(K, J0) and the received tag, one beat each, waiting until both are there.
