@@ -103,3 +103,30 @@ def test_ff_only_sources_counts_flip_flops_that_cannot_share_a_cell(tmp_path):
     path = tmp_path / "top.json"
     path.write_text(json.dumps(netlist))
     assert bench._ff_only_sources(path) == [("core.shared", 1), ("core.copy", 1)]
+
+
+@pytest.mark.parametrize("name", list(bench.CORES) + [None])
+def test_harness_chain_feeds_every_input(name):
+    """The harness's chain has a bit for each input of the core (and of the engine beside it),
+    and the design converts to Verilog with every port connected."""
+    from amaranth.back import verilog
+    from ipchan.hw.contract import SMALL_PARAMS
+    from ipchan.hw.engine import Engine
+
+    with_engine = name == "compact-keys"
+    top = bench.Harness(name, engine=SMALL_PARAMS if with_engine else None)
+    verilog.convert(top, name="top", ports=[top.clk, top.sin, top.sout])
+    core = bench.CORES[name or "compact"]()
+    core._MustUse__silence = True
+    expected = sum(len(v) for v in bench._stream_ports(core)[0])
+    if with_engine:
+        engine = Engine(SMALL_PARAMS, table="serial")
+        engine._MustUse__silence = True
+        expected += sum(len(getattr(engine.axil, n)) for n, member
+                        in engine.axil.signature.members.items() if member.flow.name == "In")
+    assert top.input_bits == expected
+
+
+def test_cores_of_the_bench():
+    assert bench.CORES["compact-keys"]().key_slots == bench.ICE40_KEY_SLOTS == 16
+    assert bench.CORES["compact"]().key_slots is None
