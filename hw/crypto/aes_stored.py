@@ -163,6 +163,7 @@ class AESStoredKeys(wiring.Component):
                         # block is only primed once no key is loading), so Yosys need not
                         # emulate read-before-write: that was a 128-bit bypass multiplexer.
                         attrs={"ram_style": "block", "no_rw_check": 1})
+        # Kept on the component for white-box tests (the expansion in the RAM).
         m.submodules.round_keys = self._round_keys = rk_ram
         rd = rk_ram.read_port(domain="sync")
         wr = rk_ram.write_port(granularity=32)
