@@ -67,12 +67,14 @@ def _xtime(a):
     return Cat(a[7], a[0] ^ a[7], a[1], a[2] ^ a[7], a[3] ^ a[7], a[4], a[5], a[6])
 
 
-def mix_columns(state):
-    """MixColumns on all four columns."""
+def mix_columns(state, doubled=None):
+    """MixColumns on all four columns. ``doubled``, if given, holds each byte of ``state``
+    multiplied by x (looked up beside the S-box, see :mod:`.aes_stored`); else it is computed."""
     out = []
     for c in range(4):
         a = [_byte(state, 4 * c + r) for r in range(4)]
-        x = [_xtime(b) for b in a]
+        x = ([_xtime(b) for b in a] if doubled is None
+             else [_byte(doubled, 4 * c + r) for r in range(4)])
         out += [x[0] ^ x[1] ^ a[1] ^ a[2] ^ a[3],
                 a[0] ^ x[1] ^ x[2] ^ a[2] ^ a[3],
                 a[0] ^ a[1] ^ x[2] ^ x[3] ^ a[3],
@@ -97,13 +99,15 @@ def _rot_word(word):
     return Cat(word[8:32], word[0:8])
 
 
-def sbox_lookups(m, name, addrs, en):
-    """Synchronous S-box lookups of every address in ``addrs``, two per memory. Returns the data
-    outputs (valid one clock after the address, held while ``en`` is low)."""
+def sbox_lookups(m, name, addrs, en, table=SBOX, width=8):
+    """Synchronous lookups in ``table`` (256 entries of ``width`` bits; the S-box by default) of
+    every address in ``addrs``, two per memory. Returns the data outputs (valid one clock after the
+    address, held while ``en`` is low)."""
     outs = []
     for index in range(0, len(addrs), 2):
         # Yosys would otherwise map these small ROMs to logic ("FF mapping"), about 200 LUT4 each.
-        memory = Memory(shape=unsigned(8), depth=256, init=SBOX, attrs={"ram_style": "block"})
+        memory = Memory(shape=unsigned(width), depth=256, init=table,
+                        attrs={"ram_style": "block"})
         m.submodules[f"{name}_{index // 2}"] = memory
         for addr in addrs[index:index + 2]:
             port = memory.read_port(domain="sync")

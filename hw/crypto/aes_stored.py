@@ -34,22 +34,32 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .aes import _byte, _rot_word, _word, _xtime, shift_rows, wire
+from .aes import _byte, _rot_word, _word, _xtime, mix_columns, sbox_lookups, shift_rows, wire
 from .tables import SBOX, gf256_mul
 
 
 __all__ = ["AESStoredKeys", "stored_request", "key_word", "check_slots", "index_width",
-           "EXPAND_CLOCKS", "ROWS_PER_SLOT"]
+           "EXPAND_CLOCKS", "ROWS_PER_SLOT", "ROUNDS", "KEY_WORDS", "SCHEDULE_WORDS"]
 
 
 #: Rows of the round-key RAM a slot takes (15 are used by AES-256; a power of two keeps the row
 #: address a concatenation).
 ROWS_PER_SLOT = 16
 
+#: By key size: rounds (Nr), words of the key (Nk) and words of its schedule (4 * (Nr + 1)).
+ROUNDS = {128: 10, 256: 14}
+KEY_WORDS = {128: 4, 256: 8}
+SCHEDULE_WORDS = {size: 4 * (rounds + 1) for size, rounds in ROUNDS.items()}
+
 #: Clock edges from the one that takes a key's last word to the first that can accept a block
 #: (under any key), by key size: two a word for every word after the key's own, then one to read
 #: the block's round key 0, and the accepting edge.
-EXPAND_CLOCKS = {128: 2 * (44 - 4) + 2, 256: 2 * (60 - 8) + 2}
+EXPAND_CLOCKS = {size: 2 * (SCHEDULE_WORDS[size] - KEY_WORDS[size]) + 2 for size in ROUNDS}
+
+
+def _by_size(key256, table, offset=0):
+    # ``table``'s value (plus ``offset``) for the key size ``key256`` selects.
+    return Mux(key256, table[256] + offset, table[128] + offset)
 
 
 def check_slots(slots, name="slots"):
@@ -85,34 +95,12 @@ SBOX_DOUBLED = tuple(SBOX[x] | gf256_mul(SBOX[x], 2) << 8 for x in range(256))
 
 
 def _sub_state_doubled(m, name, state, en):
-    """SubBytes of ``state`` through :data:`SBOX_DOUBLED`, two lookups per memory (one ECP5 block
-    RAM serves both; Yosys gives each of the iCE40's one-read-port EBR its own copy). Returns the
-    substituted state and its bytes doubled (valid a clock after the address, held while ``en``
-    is low)."""
-    subs, doubles = [], []
-    for index in range(0, 16, 2):
-        memory = Memory(shape=unsigned(16), depth=256, init=SBOX_DOUBLED,
-                        attrs={"ram_style": "block"})
-        m.submodules[f"{name}_{index // 2}"] = memory
-        for k in (index, index + 1):
-            port = memory.read_port(domain="sync")
-            m.d.comb += [port.addr.eq(_byte(state, k)), port.en.eq(en)]
-            subs.append(port.data[:8])
-            doubles.append(port.data[8:])
-    return wire(m, Cat(*subs), f"{name}_out"), wire(m, Cat(*doubles), f"{name}_double")
-
-
-def mix_columns_doubled(state, doubled):
-    """MixColumns on all four columns, given each byte of ``state`` and its double: 3a = 2a ^ a."""
-    out = []
-    for c in range(4):
-        a = [_byte(state, 4 * c + r) for r in range(4)]
-        x = [_byte(doubled, 4 * c + r) for r in range(4)]
-        out += [x[0] ^ x[1] ^ a[1] ^ a[2] ^ a[3],
-                a[0] ^ x[1] ^ x[2] ^ a[2] ^ a[3],
-                a[0] ^ a[1] ^ x[2] ^ x[3] ^ a[3],
-                x[0] ^ a[0] ^ a[1] ^ a[2] ^ x[3]]
-    return Cat(*out)
+    """SubBytes of ``state`` through :data:`SBOX_DOUBLED`: the substituted state and its bytes
+    doubled (valid a clock after the address, held while ``en`` is low)."""
+    outs = sbox_lookups(m, name, [_byte(state, k) for k in range(16)], en,
+                        table=SBOX_DOUBLED, width=16)
+    return (wire(m, Cat(*(o[:8] for o in outs)), f"{name}_out"),
+            wire(m, Cat(*(o[8:] for o in outs)), f"{name}_double"))
 
 
 class AESStoredKeys(wiring.Component):
@@ -134,11 +122,12 @@ class AESStoredKeys(wiring.Component):
     """
 
     #: Clock edges from the one that accepts a block to the one after which its result is valid,
-    #: for AES-128 and AES-256 (as :class:`~ipchan.hw.crypto.aes.AESIterative`).
-    LATENCY = {128: 10, 256: 14}
+    #: for AES-128 and AES-256 (a round a clock, as :class:`~ipchan.hw.crypto.aes.AESIterative`).
+    LATENCY = ROUNDS
 
-    #: Clocks a block takes at full rate, by key size.
-    CLOCKS_PER_BLOCK = {128: 11, 256: 15}
+    #: Clocks a block takes at full rate, by key size: its rounds and the clock that reads the
+    #: next block's round key 0.
+    CLOCKS_PER_BLOCK = {size: rounds + 1 for size, rounds in ROUNDS.items()}
 
     def __init__(self, slots):
         try:
@@ -203,7 +192,7 @@ class AESStoredKeys(wiring.Component):
         m.d.comb += next_256.eq(Mux(accept, req_256, key256))
         with m.If(accept | advance):
             m.d.sync += [rnd.eq(next_rnd), key256.eq(next_256),
-                         last.eq(next_rnd == Mux(next_256, 14, 10))]
+                         last.eq(next_rnd == _by_size(next_256, ROUNDS))]
         with m.If(accept):
             m.d.sync += [busy.eq(1), slot.eq(req.index)]
 
@@ -215,7 +204,7 @@ class AESStoredKeys(wiring.Component):
         sb, sb2 = _sub_state_doubled(m, "sbox", state_addr, ~stall)
 
         shifted = wire(m, shift_rows(sb), "shifted")
-        mixed = wire(m, mix_columns_doubled(shifted, shift_rows(sb2)), "mixed")
+        mixed = wire(m, mix_columns(shifted, shift_rows(sb2)), "mixed")
         s_next = wire(m, Mux(last, shifted, mixed) ^ rk, "s_next")
 
         # While expanding, the first four S-boxes look up ``sub_addr``; the other twelve need no
@@ -243,7 +232,7 @@ class AESStoredKeys(wiring.Component):
         prev = Signal(32)
         rcon = Signal(8)
         m.d.comb += sub_addr.eq(prev)
-        nk_mask = Mux(ld_256, 7, 3)
+        nk_mask = _by_size(ld_256, KEY_WORDS, -1)
         first_of_nk = (word & nk_mask) == 0
         middle_256 = ld_256 & (word[:3] == 4)
         sub = sb[:32]
@@ -256,7 +245,7 @@ class AESStoredKeys(wiring.Component):
             m.d.comb += temp.eq(prev)
         old = wire(m, Array(_word(rk, j) for j in range(4))[word[:2]], "old")
         computed = wire(m, old ^ temp, "computed")
-        last_word = word == Mux(ld_256, 59, 43)
+        last_word = word == _by_size(ld_256, SCHEDULE_WORDS, -1)
 
         key_in = self.key.payload
         m.d.comb += self.key.ready.eq(start_load | (loading & ~expanding))
@@ -273,7 +262,7 @@ class AESStoredKeys(wiring.Component):
             with m.If(start_load):
                 m.d.sync += [loading.eq(1), ld_slot.eq(key_in.index), ld_256.eq(key_in.key256),
                              rcon.eq(1)]
-            with m.If(word == Mux(this_256, 7, 3)):
+            with m.If(word == _by_size(this_256, KEY_WORDS, -1)):
                 m.d.sync += [expanding.eq(1), phase.eq(0)]
         with m.If(expanding):
             m.d.sync += phase.eq(~phase)
@@ -294,7 +283,7 @@ class AESStoredKeys(wiring.Component):
         # Expanding: the row of w[i - Nk]. In a round before the last: the next round's key.
         # Otherwise (idle, or the last round): round key 0 of the request on ``i``, which primes
         # it; in the clock a block is accepted, its round key 1.
-        exp_row = (word - Mux(ld_256, 8, 4))[2:6]
+        exp_row = (word - _by_size(ld_256, KEY_WORDS))[2:6]
         with m.If(expanding):
             m.d.comb += rd.addr.eq(Cat(exp_row, ld_slot))
         with m.Elif(busy & ~last):

@@ -123,9 +123,13 @@ class GHASHSerial(wiring.Component):
     XORed into ``Y`` without a multiplication, and the sum is the result: so the GCM core gets
     ``Y xor E(K, J0)`` (the tag) or, decrypting, that XOR the received tag from here, through the
     register every block goes through anyway (``Y xor X``), and needs no 128-bit XOR of its own for
-    either (216 iCE40 LUT4 fewer in the compact GCM core). The result always leaves from that
-    register: after a block with ``remaining == 1`` it is copied there from ``Z`` a clock after
-    the last step (the same multiplexer input, with ``X`` taken as zero).
+    either. The result always leaves from that register: after a block with ``remaining == 1`` it
+    is copied there from ``Z`` a clock after the last step (the same multiplexer input, with ``X``
+    taken as zero), so this core still ends a message as the other GHASH cores do. Measured with
+    Yosys ``synth_ice40 -noflatten`` on ``GCMCore("compact", key_slots=16)``: the GCM core's own
+    logic 1,055 LUT4 before, 862 after; this core 1,178 before, 1,325 after; flattened and placed
+    beside the engine, the copy path costs nothing measurable (the pair without it: 5,251 cells,
+    with it 5,238).
     """
 
     def __init__(self, digit=8):

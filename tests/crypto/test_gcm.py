@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ipchan.hw.crypto.gcm import GCMCore
 
-from .gcmbench import CORES, TEST_KEY_SLOTS, Message, run_gcm
+from .gcmbench import CORES, Message, make_core, run_gcm
 
 
 PROFILES = list(CORES)
@@ -65,8 +65,7 @@ def test_random_encrypt_with_stalls(profile, cache_h):
     messages[4] = random_message(rng, key=previous + bytes(16) if len(previous) == 16 else previous[:16])
     messages[5] = random_message(rng, text_len=0, aad_len=0)
     messages[6] = random_message(rng, text_len=0, aad_len=0)
-    dut = (GCMCore("compact", key_slots=TEST_KEY_SLOTS) if profile == "compact-keys"
-           else GCMCore(profile, cache_h=cache_h))
+    dut = make_core(profile) if cache_h is None else GCMCore(profile, cache_h=cache_h)
     for msg, out in zip(messages, run_gcm(profile, messages, seed=7, gap=0.35, dut=dut)):
         check_encrypt(msg, out)
         check_framing(msg, out)

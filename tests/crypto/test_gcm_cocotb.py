@@ -7,22 +7,18 @@ import json
 
 import pytest
 
-from ipchan.hw.crypto.gcm import GCMCore
 from ipchan.sim.build import BUILD_ROOT, cached_verilog, run_cocotb
 
 from . import nist
+from .gcmbench import CORES, TEST_KEY_SLOTS, make_core
 
 
-#: Key slots of the stored-key core here: few, so that slots are loaded again and again.
-KEY_SLOTS = 4
-PROFILES = ["compact", "compact-keys", "fast"]
+PROFILES = list(CORES)
 
 
 def _verilog(profile):
     from amaranth.back import verilog
-    core = (GCMCore("compact", key_slots=KEY_SLOTS) if profile == "compact-keys"
-            else GCMCore(profile))
-    return verilog.convert(core, name="gcm_core")
+    return verilog.convert(make_core(profile), name="gcm_core")
 
 
 def _vectors(every=False):
@@ -65,7 +61,7 @@ def _run(request, profile, *, every, testcase=None, messages=100):
     run_cocotb(simulator="verilator", verilog=verilog, toplevel="gcm_core",
                test_module="ipchan.sim.tb_gcm", build_dir=build_dir, testcase=testcase,
                extra_env={"IPCHAN_GCM_VECTORS": str(vectors), "IPCHAN_MESSAGES": str(messages),
-                          **({"IPCHAN_KEY_SLOTS": str(KEY_SLOTS)}
+                          **({"IPCHAN_KEY_SLOTS": str(TEST_KEY_SLOTS)}
                              if profile == "compact-keys" else {})})
 
 
