@@ -10,7 +10,7 @@ interface (address, read strobe, write strobe), which is all the register file n
 register answers in one cycle.
 """
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Elaboratable, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -80,14 +80,18 @@ class RegisterBridge(wiring.Component):
     * ``w_stb``, ``w_data``, ``w_strb``: a write, for one cycle; while ``w_wait`` is high (it may
       depend on ``addr``) the write is held on the bus instead;
     * ``r_stb``: a read, for one cycle; ``r_data`` must hold the value ``read_latency`` cycles
-      later (1: a registered read; 2: a register file that registers the access first) and
-      ``r_err`` whether the address was unmapped.
+      later (1: a registered read; 2 or 3: a register file that registers the access once or
+      twice first) and ``r_err`` whether the address was unmapped.
+
+    ``w_err`` is taken in the clock of ``w_stb`` when ``read_latency`` is 1, and the clock after
+    it otherwise: a register file that registers its accesses decodes the registered address
+    (and the write response leaves a clock later).
     """
 
     def __init__(self, *, addr_width, data_width=32, read_latency=1):
-        if read_latency not in (1, 2):
+        if read_latency not in (1, 2, 3):
             self._MustUse__silence = True  # a refused bridge is not an unused one
-            raise ValueError(f"Read latency must be 1 or 2, not {read_latency!r}")
+            raise ValueError(f"Read latency must be 1, 2 or 3, not {read_latency!r}")
         self._read_latency = read_latency
         self._bus_sig = Signature(addr_width=addr_width, data_width=data_width)
         super().__init__({
@@ -127,21 +131,30 @@ class RegisterBridge(wiring.Component):
                         bus.awready.eq(1), bus.wready.eq(1),
                         self.w_stb.eq(1),
                     ]
-                    m.d.sync += [
-                        bus.bvalid.eq(1),
-                        bus.bresp.eq(Resp.OKAY),
-                    ]
-                    with m.If(self.w_err):
-                        m.d.sync += bus.bresp.eq(Resp.DECERR)
-                    m.next = "WRITE_RESP"
+                    if self._read_latency == 1:
+                        m.d.sync += [
+                            bus.bvalid.eq(1),
+                            bus.bresp.eq(Mux(self.w_err, Resp.DECERR, Resp.OKAY)),
+                        ]
+                        m.next = "WRITE_RESP"
+                    else:
+                        m.next = "WRITE_ERR"
                 with m.Elif(bus.arvalid & ~(bus.awvalid & bus.wvalid)):
                     m.d.comb += [
                         bus.arready.eq(1),
                         self.addr.eq(bus.araddr), self.r_stb.eq(1),
                     ]
-                    m.next = "READ_DATA" if self._read_latency == 1 else "READ_WAIT"
-            with m.State("READ_WAIT"):
-                m.next = "READ_DATA"
+                    m.next = "READ_DATA" if self._read_latency == 1 else "READ_WAIT_1"
+            with m.State("WRITE_ERR"):
+                # The register file's decode of the registered write.
+                m.d.sync += [
+                    bus.bvalid.eq(1),
+                    bus.bresp.eq(Mux(self.w_err, Resp.DECERR, Resp.OKAY)),
+                ]
+                m.next = "WRITE_RESP"
+            for i in range(1, self._read_latency):
+                with m.State(f"READ_WAIT_{i}"):
+                    m.next = "READ_DATA" if i == self._read_latency - 1 else f"READ_WAIT_{i + 1}"
             with m.State("WRITE_RESP"):
                 with m.If(bus.bready):
                     m.d.sync += bus.bvalid.eq(0)

@@ -13,8 +13,9 @@ error, with two 32-bit memories and a sequencer that moves one word a clock:
 * **Register RAM** (128 words): every register whose value is stored (the staging registers, the
   read-back and result registers, the version, the counters). A host read of a stored register is
   a read of this RAM. Only STATUS, LIVE, FREE and the constant identification registers are
-  flip-flops. Each access is registered before it reaches the RAM, so a read answers two clocks
-  after its strobe, not one (:class:`~ipchan.hw.axil.RegisterBridge` with ``read_latency=2``).
+  flip-flops. Each access is registered before it reaches the RAM, a read twice, so a read
+  answers three clocks after its strobe, not one (:class:`~ipchan.hw.axil.RegisterBridge` with
+  ``read_latency=3``), and a write's error a clock after its strobe.
 * **Slot RAM**: each slot's words (key, salt, SPI, flags, sequence number, generation and, if
   built with them, tunnel endpoints), both hash tables' buckets and the free list.
 
@@ -42,6 +43,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import contract
 from .contract import Access, Algorithm, Error, Op, SlotState
+from .onehot import OneHotFSM
 from .sa_table import spi_hash_hdl, staged_next_states
 
 
@@ -101,7 +103,7 @@ class SerialTable(wiring.Component):
     """Register file, SA table and version register in two block RAMs.
 
     The register side is :class:`~ipchan.hw.axil.RegisterBridge`'s (``addr``, ``w_stb``,
-    ``w_data``, ``w_strb``, ``w_err`` in the same clock, ``r_stb``, then ``r_data`` and ``r_err``
+    ``w_data``, ``w_strb``, then ``w_err`` a clock later, ``r_stb``, then ``r_data`` and ``r_err``
     :data:`READ_LATENCY` clocks later), with accesses spaced as the bridge spaces them: one at a
     time, and none sooner than ``READ_LATENCY + 2`` clocks after a read's ``r_stb`` (the two
     clocks after a read of a pair's low half copy its high half, through both RAM ports);
@@ -114,8 +116,8 @@ class SerialTable(wiring.Component):
         The engine to build.
     """
 
-    #: Clocks from ``r_stb`` to ``r_data``: the access is registered, then the RAM is read.
-    READ_LATENCY = 2
+    #: Clocks from ``r_stb`` to ``r_data``: the access is registered twice, then the RAM is read.
+    READ_LATENCY = 3
 
     def __init__(self, params=contract.EngineParams()):
         if not isinstance(params, contract.EngineParams):
@@ -158,12 +160,18 @@ class SerialTable(wiring.Component):
         SD = self.slot_ram_depth
         SA = (SD - 1).bit_length()
 
-        m.submodules.reg_ram = reg_ram = Memory(shape=32, depth=REG_RAM_DEPTH, init=[])
-        # Only the sequencer uses the slot RAM, and no state uses read data whose address it
-        # wrote in the same clock (a state that writes either reads another region or ignores
-        # what it read). So Yosys need not emulate read-before-write on the iCE40's block RAM,
-        # whose result on such a collision is undefined: that emulation cost 32 flip-flops, a
-        # comparator and a multiplexer, and set the clock.
+        # Neither RAM is read at an address written in the same clock, so Yosys need not
+        # emulate read-before-write on the iCE40's block RAM, whose result on such a collision
+        # is undefined (the emulation costs a flip-flop per bit, a comparator and a multiplexer,
+        # and it set the clock). In the register RAM: the sequencer does not write while the
+        # host reads (``gw``), nor read a word the host writes (host writes only land while no
+        # command runs), nor read and write in one state; the snapshot reads and writes words
+        # that only it and the host's reads touch, and the bridge spaces the host's accesses.
+        m.submodules.reg_ram = reg_ram = Memory(shape=32, depth=REG_RAM_DEPTH, init=[],
+                                                attrs={"no_rw_check": 1})
+        # In the slot RAM: only the sequencer uses it, and no state uses read data whose address
+        # it wrote in the same clock (a state that writes either reads another region or ignores
+        # what it read).
         m.submodules.slot_ram = slot_ram = Memory(shape=32, depth=SD, init=[],
                                                   attrs={"no_rw_check": 1})
         # Exposed for white-box tests (zeroization of keys).
@@ -215,10 +223,11 @@ class SerialTable(wiring.Component):
         decode = Signal(Decode)
         with m.If(word[7:] == 0):
             m.d.comb += decode.eq(Array(table)[word[:7]])
-        m.d.comb += self.w_err.eq(self.w_stb & ~decode.mapped)
 
-        # Every access is registered before it reaches the RAMs (so the bridge reads with a
-        # latency of two): nothing of the bus's combinational path reaches the sequencer.
+        # Every access is registered before it reaches the RAMs: nothing of the bus's
+        # combinational path reaches the sequencer. A write lands from this register; a read is
+        # registered once more (so the bridge reads with a latency of three), which tells the
+        # sequencer a clock ahead that the host will take the read port.
         h_read = Signal()
         h_write = Signal()
         h_word = Signal(7)
@@ -229,15 +238,25 @@ class SerialTable(wiring.Component):
             h_read.eq(self.r_stb), h_write.eq(self.w_stb), h_word.eq(word[:7]),
             h_data.eq(self.w_data), h_strb.eq(self.w_strb), h.eq(decode),
         ]
+        # A write's error is decoded from the registered access, a clock after its strobe: from
+        # the bus through the bridge's address multiplexer and this decode into the bridge's
+        # write response, it set the clock.
+        m.d.comb += self.w_err.eq(h_write & ~h.mapped)
+        g_read = Signal()       # the read, registered twice
+        g_word = Signal(7)
+        g = Signal(Decode)
         host_read = Signal()    # the host reads the register RAM in this clock
-        m.d.comb += host_read.eq(h_read & h.in_ram)
+        host_read_next = Signal()
+        m.d.comb += host_read_next.eq(h_read & h.in_ram)
+        m.d.sync += [g_read.eq(h_read), g_word.eq(h_word), g.eq(h),
+                     host_read.eq(host_read_next)]
 
         # The snapshot of a pair's high half: the clock after the low half was read, read the
         # high half's live word; the clock after that, write it to the high register's word.
         snap_read = Signal(2)
         snap_write = Signal(2)
         m.d.sync += [
-            snap_read.eq(Mux(h_read, h.low_half, 0)),
+            snap_read.eq(Mux(g_read, g.low_half, 0)),
             snap_write.eq(snap_read),
         ]
         live_hi_addr = Signal(7)
@@ -251,34 +270,51 @@ class SerialTable(wiring.Component):
                 with m.Case(k + 1):
                     m.d.comb += shadow_addr.eq(_word(reg.snapshot_hi))
 
-        # What the sequencer may use this clock. A read issued with ``gr`` always has its data
-        # next clock, and a write in that next clock always has ``gw`` (a snapshot write is two
-        # clocks after a host read, which would have kept ``gr`` low). Writes wait while a
-        # snapshot is in flight, so the two halves of a pair that the sequencer writes in
-        # consecutive clocks are never read torn.
-        gr = Signal()
-        gw = Signal()
-        m.d.comb += [
-            gr.eq(~host_read & (snap_read == 0)),
-            gw.eq((snap_read == 0) & (snap_write == 0)),
+        # What the sequencer may use this clock: the read port unless the host or a snapshot
+        # reads, the write port unless either does or a snapshot writes. A read issued with
+        # ``gr`` has its data the next clock. Writes wait while a snapshot is in flight, so the
+        # two halves of a pair that the sequencer writes in consecutive clocks are never read
+        # torn, and while the host reads, so no word is read and written in one clock. Both are
+        # flip-flops, set a clock ahead from the registered access and snapshot: they gate most
+        # of the sequencer's transitions and the RAMs' addresses and write enable.
+        gr = Signal(init=1)
+        gw = Signal(init=1)
+        snap_reading = Signal()     # snap_read != 0
+        snap_writing = Signal()     # snap_write != 0
+        snap_reading_next = Signal()
+        m.d.comb += snap_reading_next.eq(g_read & (g.low_half != 0))
+        m.d.sync += [
+            snap_reading.eq(snap_reading_next),
+            snap_writing.eq(snap_reading),
+            gr.eq(~host_read_next & ~snap_reading_next),
+            gw.eq(~host_read_next & ~snap_reading_next & ~snap_reading),
         ]
         seq_raddr = Signal(7)
         seq_waddr = Signal(7)
         seq_wdata = Signal(32)
-        seq_wen = Signal()
+        seq_want = Signal()         # the sequencer has a word to write
+        seq_pair_first = Signal()   # the low half of a pair (see r_write)
+        seq_wen = Signal()          # and writes it: the write port is its
+        # Any host read coming (``h_read``), not only one of the register RAM: one input fewer
+        # on the write enable, for a clock's wait on a read of a flip-flop register.
+        m.d.comb += seq_wen.eq(seq_want & gw & ~(seq_pair_first & h_read))
         m.d.comb += [
-            rr_port.addr.eq(Mux(host_read, h_word, Mux(snap_read != 0, live_hi_addr, seq_raddr))),
+            rr_port.addr.eq(Mux(host_read, g_word, Mux(snap_reading, live_hi_addr, seq_raddr))),
         ]
-        with m.If(snap_write != 0):
-            m.d.comb += [rw_port.addr.eq(shadow_addr), rw_port.data.eq(rr), rw_port.en.eq(0b1111)]
-        with m.Elif(h_write & h.writable):
-            # Host writes only reach here while no command runs (the bridge holds them on busy,
-            # and one that it let through has reached here before the command it starts writes).
-            m.d.comb += [rw_port.addr.eq(h_word), rw_port.data.eq(h_data),
-                         rw_port.en.eq(h_strb)]
+        # The three writers never write in the same clock: host writes only reach here while no
+        # command runs (the bridge holds them on busy, and one that it let through has reached
+        # here before the command it starts writes), the sequencer waits while a snapshot is in
+        # flight (``gw``), and the bridge spaces a snapshot and the host's next access. So the
+        # byte enables are an OR, not a priority: from the sequencer's state through the
+        # priority into the RAM's write enable was the engine's critical path.
+        m.d.comb += rw_port.en.eq(snap_writing.replicate(4) |
+                                  Mux(h_write & h.writable, h_strb, 0) | seq_wen.replicate(4))
+        with m.If(snap_writing):
+            m.d.comb += [rw_port.addr.eq(shadow_addr), rw_port.data.eq(rr)]
+        with m.Elif(h_write):
+            m.d.comb += [rw_port.addr.eq(h_word), rw_port.data.eq(h_data)]
         with m.Else():
-            m.d.comb += [rw_port.addr.eq(seq_waddr), rw_port.data.eq(seq_wdata),
-                         rw_port.en.eq(Mux(seq_wen, 0b1111, 0))]
+            m.d.comb += [rw_port.addr.eq(seq_waddr), rw_port.data.eq(seq_wdata)]
 
         # --- Flip-flop state ------------------------------------------------------------------
         error = Signal(8)
@@ -293,8 +329,8 @@ class SerialTable(wiring.Component):
         n_add = Signal(range(N + 1))
         n_del = Signal(range(N + 1))
 
-        # Host reads: the value two clocks after r_stb (the registered access, then the RAM's
-        # read or this register).
+        # Host reads: the value three clocks after r_stb (the access registered twice, then the
+        # RAM's read or this register).
         live_value = Signal(32)
         consts = {
             "ID": contract.register("ID").reset,
@@ -310,7 +346,7 @@ class SerialTable(wiring.Component):
                         contract.field_of("CONFIG2", "ENDPOINTS").put(p.tunnel_endpoints)),
         }
         status = contract.register("STATUS")
-        with m.Switch(h_word):
+        with m.Switch(g_word):
             for name, value in consts.items():
                 with m.Case(_word(name)):
                     m.d.comb += live_value.eq(value)
@@ -324,11 +360,11 @@ class SerialTable(wiring.Component):
                 m.d.comb += live_value.eq(free_n)
         r_from_ram = Signal()
         r_live = Signal(32)
-        with m.If(h_read):
+        with m.If(g_read):
             m.d.sync += [
-                r_from_ram.eq(h.in_ram & ~h.write_only),
-                r_live.eq(Mux(h.mapped, live_value, 0)),
-                self.r_err.eq(~h.mapped),
+                r_from_ram.eq(g.in_ram & ~g.write_only),
+                r_live.eq(Mux(g.mapped, live_value, 0)),
+                self.r_err.eq(~g.mapped),
             ]
         m.d.comb += self.r_data.eq(Mux(r_from_ram, rr, r_live))
 
@@ -343,11 +379,18 @@ class SerialTable(wiring.Component):
         spi = Signal(32)
         f_dir = Signal()
         f_place = Signal()
-        f_alg = Signal(f_flags_width("ALG"))
-        f_window = Signal(f_flags_width("WINDOW"))
+        cmd_bad = Signal()              # the command is refused, with error cmd_error
+        cmd_error = Signal(8)
+        bad_spi = Signal()              # INSTALL's checks, in the order they are reported
+        bad_alg = Signal()
+        bad_window = Signal()
+        install_bad = Signal()
+        install_error = Signal(8)
         cur = Signal(IW)
         k = Signal(6)                   # word of a copy or a zeroization
         scan_i = Signal(range(max(N, SD, REG_RAM_DEPTH) + 1))
+        scan_end = Signal()
+        scan_dirty = Signal()
         b_valid = Signal()
         b_same = Signal()
         b_index = Signal(IW)
@@ -365,7 +408,8 @@ class SerialTable(wiring.Component):
         after = Signal(2)
 
         def aim(table, bucket):
-            m.d.sync += [b_table.eq(table), b_bucket.eq(bucket)]
+            fsm.assign(b_table, table, domain="sync")
+            fsm.assign(b_bucket, bucket, domain="sync")
 
         def aim_hash(table):
             aim(table, spi_hash(table, spi))
@@ -374,8 +418,25 @@ class SerialTable(wiring.Component):
             return bucket_addr(b_table, b_bucket, half)
 
         version_hi = version[32:] if VW > 32 else 0
+        # VERSION + 1 in two steps: the low half in the clock of the command, its carry into the
+        # high half the clock after (a 64-bit carry chain is longer than a clock). Nothing reads
+        # VERSION in between: the command then counts itself, or writes the low word first.
+        LW = min(VW, 32)
+        version_carry = Signal()
+
+        def bump_version():
+            m.d.sync += [version[:LW].eq(version[:LW] + 1),
+                         version_carry.eq(version[:LW].all())]
+
+        if VW > 32:
+            with m.If(version_carry):
+                m.d.sync += [version[32:].eq(version[32:] + 1), version_carry.eq(0)]
         version_at_max = Signal()
         m.d.sync += version_at_max.eq(version == p.version_max)
+        staged_zero = Signal()
+        m.d.sync += staged_zero.eq(staged == 0)
+        free_empty = Signal()
+        m.d.sync += free_empty.eq(free_n == 0)
 
         def visible(idx):
             return state.bit_select(idx * 2 + 1, 1)
@@ -383,30 +444,54 @@ class SerialTable(wiring.Component):
         def slot_state(idx):
             return state.word_select(idx, 2)
 
+        # One flip-flop a state; the RAM ports, which many states drive, are AND-OR
+        # multiplexers over the states (see OneHotFSM.assign).
+        fsm = OneHotFSM(m, init="INIT_REGS", name="seq")
+
         def r_read(addr):
-            m.d.comb += seq_raddr.eq(addr)
+            fsm.assign(seq_raddr, addr)
             return gr
 
-        def r_write(addr, data):
-            m.d.comb += [seq_waddr.eq(addr), seq_wdata.eq(data), seq_wen.eq(gw)]
-            return gw
+        # The states that write the register RAM, and those of them that write a pair's low
+        # half (READBACK only at that step): as flip-flops of the state machine, so the RAM's
+        # write enable is a LUT4 or two of flip-flops (from the state bits through an OR of the
+        # writing states, it set the clock). Checked against the states that call r_write.
+        writers = ("INIT_REGS", "COUNT_WRITE", "VERSION_LO", "VERSION_HI", "INSTALL_RESULT",
+                   "INSTALL_RESULT_GEN", "LOOKUP_RESULT", "LOOKUP_RESULT_GEN",
+                   "LOOKUP_VERSION_LO", "LOOKUP_VERSION_HI", "READBACK")
+        pair_writers = ("VERSION_LO", "LOOKUP_VERSION_LO")
+        called = {}
+
+        def r_write(addr, data, pair_first=0):
+            # The low half of a 64-bit pair is written only where no host read comes between
+            # it and the high half, written the clock after: such a read would hold the high
+            # half back and let a snapshot read it old beside a new low half.
+            called[fsm.current] = pair_first
+            ok = Signal()
+            m.d.comb += ok.eq(gw & ~(pair_first & h_read))
+            fsm.assign(seq_waddr, addr)
+            fsm.assign(seq_wdata, data)
+            return ok
 
         def s_read(addr):
-            m.d.comb += sr_port.addr.eq(addr)
+            fsm.assign(sr_port.addr, addr)
 
         def s_write(addr, data, en=1):
-            m.d.comb += [sw_port.addr.eq(addr), sw_port.data.eq(data), sw_port.en.eq(en)]
+            fsm.assign(sw_port.addr, addr)
+            fsm.assign(sw_port.data, data)
+            fsm.assign(sw_port.en, en)
 
         def done():
             m.d.sync += self.busy.eq(0)
-            m.next = "IDLE"
+            fsm.next = "IDLE"
 
         def count(name, then):
-            m.d.sync += [counter.eq(_word(name)), after.eq(then)]
-            m.next = "COUNT_READ"
+            fsm.assign(counter, _word(name), domain="sync")
+            fsm.assign(after, then, domain="sync")
+            fsm.next = "COUNT_READ"
 
         def fail(code):
-            m.d.sync += error.eq(code)
+            fsm.assign(error, code, domain="sync")
             count("CNT_CMD_ERRORS", AFTER_DONE)
 
         # Copies between the RAMs, a word a clock, as (source word, destination word) lists.
@@ -424,35 +509,68 @@ class SerialTable(wiring.Component):
         entry_copy += [("SEQ_LO", _word("RB_SEQ_LO")),
                        ("SEQ_HI", HIGH_HALF_LIVE["RB_SEQ_HI"] >> 2)]
 
-        def readback_source(j):
-            # The slot RAM word that READ_ENTRY or READ_BUCKET copies at step j.
-            addr = Signal(SA)
-            with m.If(op == Op.READ_BUCKET):
-                m.d.comb += addr.eq(bucket_word(1))
-                with m.If(j == 1):
-                    m.d.comb += addr.eq(bucket_word(0))
-            with m.Else():
-                with m.Switch(j):
-                    for n, (src, _) in enumerate(entry_copy):
-                        with m.Case(n):
-                            m.d.comb += addr.eq(slot_addr(cur, src))
-            return addr
-
-        readback_dest = Signal(7)
-        readback_last = Signal()
+        # READ_ENTRY and READ_BUCKET copy a slot RAM word into a register at each step. What
+        # step j reads and writes, from registers (the command, the slot and the bucket):
         rb_state_step = [dst for _, dst in entry_copy].index(_word("RB_STATE"))
+        rb_seq_lo_step = [dst for _, dst in entry_copy].index(_word("RB_SEQ_LO"))
+
+        # INSTALL's copy: the register RAM word and the slot's word of step ``k``, and whether
+        # it is the last, are registers set a step ahead (as READ_ENTRY's): decoded from ``k``
+        # into the RAMs' addresses and the next state, they set the clock.
+        copy_src = Signal(7)
+        copy_dst = Signal(SW)
+        copy_last = Signal()
+
+        def copy_load(j):
+            src, dst, last = Signal(7), Signal(SW), Signal()
+            with m.Switch(j):
+                for n, (reg_word, slot_word) in enumerate(install_copy):
+                    with m.Case(n):
+                        m.d.comb += [src.eq(reg_word), dst.eq(SLOT_WORDS[slot_word]),
+                                     last.eq(n == len(install_copy) - 1)]
+            m.d.sync += [copy_src.eq(src), copy_dst.eq(dst), copy_last.eq(last)]
+
+        def readback_step(j):
+            source = Signal(SA)     # the slot RAM word
+            dest = Signal(7)        # the register RAM word
+            last = Signal()         # the command's last step
+            is_state = Signal()     # writes RB_STATE: the slot's state and generation
+            pair_first = Signal()   # writes the low half of a pair (RB_SEQ_LO)
+            with m.If(op == Op.READ_BUCKET):
+                m.d.comb += [source.eq(Mux(j == 1, bucket_word(0), bucket_word(1))),
+                             dest.eq(Mux(j == 0, _word("RB_BUCKET"), _word("RB_BUCKET_SPI"))),
+                             last.eq(j == 1)]
+            with m.Else():
+                m.d.comb += [last.eq(j == len(entry_copy) - 1), is_state.eq(j == rb_state_step),
+                             pair_first.eq(j == rb_seq_lo_step)]
+                with m.Switch(j):
+                    for n, (src, dst) in enumerate(entry_copy):
+                        with m.Case(n):
+                            m.d.comb += [source.eq(slot_addr(cur, src)), dest.eq(dst)]
+            return source, dest, last, is_state, pair_first
+
+        # The step's words and flags are registers, set a step ahead (the source two): from
+        # ``k`` through these multiplexers into the RAMs' addresses and the sequencer's next
+        # state, they set the clock.
+        rb_source = Signal(SA)
+        rb_source_next = Signal(SA)
+        rb_dest = Signal(7)
+        rb_last = Signal()
+        rb_is_state = Signal()
+        rb_pair_first = Signal()
+        rb_first = readback_step(Const(0, len(k)))
+        rb_second = readback_step(Const(1, len(k)))
+        rb_next = readback_step(k + 1)
+        rb_after_next = readback_step(k + 2)
+
+        def rb_load(step):
+            _, dest, last, is_state, pair_first = step
+            m.d.sync += [rb_dest.eq(dest), rb_last.eq(last), rb_is_state.eq(is_state),
+                         rb_pair_first.eq(pair_first)]
+
         # The state of slot ``cur``, for DELETE and READ_ENTRY: loaded together with ``cur`` in
         # DISPATCH (from registers), and no slot state moves while either command runs.
         cur_state = Signal(2)
-        with m.If(op == Op.READ_BUCKET):
-            m.d.comb += [readback_dest.eq(Mux(k == 0, _word("RB_BUCKET"), _word("RB_BUCKET_SPI"))),
-                         readback_last.eq(k == 1)]
-        with m.Else():
-            m.d.comb += readback_last.eq(k == len(entry_copy) - 1)
-            with m.Switch(k):
-                for n, (_, dst) in enumerate(entry_copy):
-                    with m.Case(n):
-                        m.d.comb += readback_dest.eq(dst)
 
         commit_state, commit_dirty, abort_state, abort_dirty = staged_next_states(m, state, dirty)
 
@@ -467,8 +585,14 @@ class SerialTable(wiring.Component):
             f = f_flags[name]
             return word_value[f.offset:f.offset + f.width]
 
-        with m.FSM(name="seq", init="INIT_REGS"):
-            with m.State("INIT_REGS"):
+        m.d.comb += [
+            seq_want.eq(fsm.active(writers, name="seq_writes")),
+            # rb_pair_first is only high in READBACK: it is loaded with each step, and the
+            # step after the last (the one loaded on leaving) and READ_BUCKET's are not pairs.
+            seq_pair_first.eq(fsm.active(pair_writers, name="seq_writes_pair") | rb_pair_first),
+        ]
+        with fsm:
+            with fsm.State("INIT_REGS"):
                 # After reset: zero the register RAM, then the slot RAM with the free list
                 # 0..N-1. Block RAM keeps its contents across a reset, so this is also what
                 # zeroizes keys then.
@@ -476,8 +600,8 @@ class SerialTable(wiring.Component):
                     m.d.sync += scan_i.eq(scan_i + 1)
                     with m.If(scan_i == REG_RAM_DEPTH - 1):
                         m.d.sync += scan_i.eq(0)
-                        m.next = "INIT_SLOTS"
-            with m.State("INIT_SLOTS"):
+                        fsm.next = "INIT_SLOTS"
+            with fsm.State("INIT_SLOTS"):
                 in_free = scan_i[SA - 2:SA] == 0b11
                 s_write(scan_i[:SA], Mux(in_free & (scan_i[:SA - 2] < N), scan_i[:IW], 0))
                 m.d.sync += scan_i.eq(scan_i + 1)
@@ -485,76 +609,89 @@ class SerialTable(wiring.Component):
                     m.d.sync += [free_head.eq(0), free_tail.eq(0), free_n.eq(N), scan_i.eq(0)]
                     done()
 
-            with m.State("IDLE"):
+            with fsm.State("IDLE"):
                 with m.If(h_write & h.is_cmd):
                     m.d.sync += [op.eq(w_op), arg_table.eq(w_table), arg_index.eq(w_index),
                                  past_slots.eq(w_index >= N), past_buckets.eq(w_index >= NB),
-                                 error.eq(Error.NONE), self.busy.eq(1)]
-                    m.next = "DISPATCH"
+                                 self.busy.eq(1)]
+                    fsm.assign(error, Error.NONE, domain="sync")
+                    fsm.next = "CHECK"
 
-            with m.State("DISPATCH"):
-                # From registers only: the command's operands, and whether VERSION is at its
-                # largest value, which was registered at least a clock after it last moved.
+            with fsm.State("CHECK"):
+                # Whether the command is refused, and why, registered before DISPATCH acts on
+                # it: through the op's decode and the checks into the next state and the error
+                # and counter registers, they set the clock. From registers only: the command's
+                # operands, and whether VERSION is at its largest value and whether anything is
+                # staged, each registered at least a clock after it last moved.
+                m.d.sync += cmd_bad.eq(1)
                 with m.Switch(op):
-                    with m.Case(Op.NOP):
-                        done()
-                    with m.Case(Op.INSTALL):
-                        m.next = "INSTALL_SPI"
+                    with m.Case(Op.NOP, Op.INSTALL, Op.LOOKUP):
+                        m.d.sync += cmd_bad.eq(0)
                     with m.Case(Op.DELETE):
-                        with m.If(past_slots):
-                            fail(Error.BAD_INDEX)
-                        with m.Else():
-                            m.d.sync += [cur.eq(arg_index[:IW]),
-                                         cur_state.eq(slot_state(arg_index[:IW]))]
-                            m.next = "DELETE"
+                        m.d.sync += [cmd_bad.eq(past_slots), cmd_error.eq(Error.BAD_INDEX)]
                     with m.Case(Op.COMMIT):
-                        with m.If(staged == 0):
-                            fail(Error.NOTHING_STAGED)
+                        with m.If(staged_zero):
+                            m.d.sync += cmd_error.eq(Error.NOTHING_STAGED)
                         with m.Elif(version_at_max):
-                            fail(Error.VERSION_EXHAUSTED)
+                            m.d.sync += cmd_error.eq(Error.VERSION_EXHAUSTED)
                         with m.Else():
+                            m.d.sync += cmd_bad.eq(0)
+                    with m.Case(Op.ABORT):
+                        m.d.sync += [cmd_bad.eq(staged_zero),
+                                     cmd_error.eq(Error.NOTHING_STAGED)]
+                    with m.Case(Op.BUMP_VERSION):
+                        m.d.sync += [cmd_bad.eq(version_at_max),
+                                     cmd_error.eq(Error.VERSION_EXHAUSTED)]
+                    with m.Case(Op.READ_ENTRY):
+                        m.d.sync += [cmd_bad.eq(past_slots), cmd_error.eq(Error.BAD_INDEX)]
+                    with m.Case(Op.READ_BUCKET, Op.MOVE_BUCKET):
+                        m.d.sync += [cmd_bad.eq(past_buckets), cmd_error.eq(Error.BAD_INDEX)]
+                    with m.Default():
+                        m.d.sync += cmd_error.eq(Error.BAD_OP)
+                fsm.next = "DISPATCH"
+
+            with fsm.State("DISPATCH"):
+                # The slot and bucket that DELETE, READ_ENTRY, READ_BUCKET and MOVE_BUCKET start
+                # from, set whatever the command: the others set their own before using them,
+                # and under a command's checks these set the clock.
+                m.d.sync += [k.eq(0), cur.eq(arg_index[:IW]),
+                             cur_state.eq(slot_state(arg_index[:IW]))]
+                aim(arg_table, arg_index[:BW])
+                with m.If(cmd_bad):
+                    fail(cmd_error)
+                with m.Else():
+                    with m.Switch(op):
+                        with m.Case(Op.NOP):
+                            done()
+                        with m.Case(Op.INSTALL):
+                            fsm.next = "INSTALL_SPI"
+                        with m.Case(Op.DELETE):
+                            fsm.next = "DELETE"
+                        with m.Case(Op.COMMIT):
                             # The one edge where the table and its version move together.
                             m.d.sync += [
                                 state.eq(commit_state), dirty.eq(commit_dirty),
-                                version.eq(version + 1),
                                 live_n.eq(live_n + n_add - n_del),
                                 n_add.eq(0), n_del.eq(0), staged.eq(0),
                             ]
+                            bump_version()
                             count("CNT_COMMITS", AFTER_VERSION)
-                    with m.Case(Op.ABORT):
-                        with m.If(staged == 0):
-                            fail(Error.NOTHING_STAGED)
-                        with m.Else():
+                        with m.Case(Op.ABORT):
                             m.d.sync += [state.eq(abort_state), dirty.eq(abort_dirty),
                                          n_add.eq(0), n_del.eq(0), staged.eq(0),
                                          scan_i.eq(0)]
-                            m.next = "SCAN"
-                    with m.Case(Op.BUMP_VERSION):
-                        with m.If(version_at_max):
-                            fail(Error.VERSION_EXHAUSTED)
-                        with m.Else():
-                            m.d.sync += version.eq(version + 1)
-                            m.next = "VERSION_LO"
-                    with m.Case(Op.LOOKUP):
-                        m.next = "LOOKUP_SPI"
-                    with m.Case(Op.READ_ENTRY, Op.READ_BUCKET):
-                        with m.If(Mux(op == Op.READ_ENTRY, past_slots, past_buckets)):
-                            fail(Error.BAD_INDEX)
-                        with m.Else():
-                            m.d.sync += [k.eq(0), cur.eq(arg_index[:IW]),
-                                         cur_state.eq(slot_state(arg_index[:IW]))]
-                            aim(arg_table, arg_index[:BW])
-                            m.next = "READBACK_FIRST"
-                    with m.Case(Op.MOVE_BUCKET):
-                        with m.If(past_buckets):
-                            fail(Error.BAD_INDEX)
-                        with m.Else():
-                            aim(arg_table, arg_index[:BW])
-                            m.next = "MOVE_SRC_FLAGS"
-                    with m.Default():
-                        fail(Error.BAD_OP)
+                            fsm.next = "SCAN"
+                        with m.Case(Op.BUMP_VERSION):
+                            bump_version()
+                            fsm.next = "VERSION_LO"
+                        with m.Case(Op.LOOKUP):
+                            fsm.next = "LOOKUP_SPI"
+                        with m.Case(Op.READ_ENTRY, Op.READ_BUCKET):
+                            fsm.next = "READBACK_FIRST"
+                        with m.Case(Op.MOVE_BUCKET):
+                            fsm.next = "MOVE_SRC_FLAGS"
 
-            with m.State("DELETE"):
+            with fsm.State("DELETE"):
                 # ``cur_state``, not ``slot_state(cur)``: the 16-way select in front of these
                 # tests sat on the path into the FSM's next state.
                 with m.If(cur_state == SlotState.LIVE):
@@ -571,16 +708,16 @@ class SerialTable(wiring.Component):
                     fail(Error.NO_SUCH_SA)
 
             # Counters: read, increment, write back; then what the command does next.
-            with m.State("COUNT_READ"):
+            with fsm.State("COUNT_READ"):
                 with m.If(r_read(counter)):
-                    m.next = "COUNT_ADD"
-            with m.State("COUNT_ADD"):
+                    fsm.next = "COUNT_ADD"
+            with fsm.State("COUNT_ADD"):
                 # The sum is registered before it is written: from the RAM's output through the
                 # 32-bit carry chain into the write data, it set the clock of the engine beside
                 # the compact GCM core (29.6 MHz).
                 m.d.sync += count_sum.eq(rr + 1)
-                m.next = "COUNT_WRITE"
-            with m.State("COUNT_WRITE"):
+                fsm.next = "COUNT_WRITE"
+            with fsm.State("COUNT_WRITE"):
                 with m.If(r_write(counter, count_sum)):
                     with m.Switch(after):
                         with m.Case(AFTER_DONE):
@@ -591,99 +728,107 @@ class SerialTable(wiring.Component):
                             with m.Else():
                                 done()
                         with m.Case(AFTER_VERSION):
-                            m.next = "VERSION_LO"
+                            fsm.next = "VERSION_LO"
 
             # The version's words, low then high in consecutive clocks.
-            with m.State("VERSION_LO"):
-                with m.If(r_write(_word("VERSION_LO"), version[:32])):
-                    m.next = "VERSION_HI"
-            with m.State("VERSION_HI"):
+            with fsm.State("VERSION_LO"):
+                with m.If(r_write(_word("VERSION_LO"), version[:32], pair_first=1)):
+                    fsm.next = "VERSION_HI"
+            with fsm.State("VERSION_HI"):
                 with m.If(r_write(HIGH_HALF_LIVE["VERSION_HI"] >> 2,
                                   version_hi)):
                     with m.If(op == Op.COMMIT):
                         m.d.sync += scan_i.eq(0)
-                        m.next = "SCAN"
+                        fsm.next = "SCAN"
                     with m.Else():
                         done()
 
             # INSTALL: checks, a free slot, the bucket; then the copy.
-            with m.State("INSTALL_SPI"):
+            with fsm.State("INSTALL_SPI"):
                 with m.If(r_read(_word("SA_SPI"))):
-                    m.next = "INSTALL_SPI_DATA"
-            with m.State("INSTALL_SPI_DATA"):
-                m.d.sync += spi.eq(rr)
-                m.next = "INSTALL_FLAGS"
-            with m.State("INSTALL_FLAGS"):
+                    fsm.next = "INSTALL_SPI_DATA"
+            with fsm.State("INSTALL_SPI_DATA"):
+                m.d.sync += [spi.eq(rr), bad_spi.eq(rr <= contract.SPI_RESERVED_MAX)]
+                fsm.next = "INSTALL_FLAGS"
+            with fsm.State("INSTALL_FLAGS"):
                 with m.If(r_read(_word("SA_FLAGS"))):
-                    m.next = "INSTALL_FLAGS_DATA"
-            with m.State("INSTALL_FLAGS_DATA"):
-                # Registered first: the checks below decide the next state, and a path from the
-                # RAM's output through them set the clock.
+                    fsm.next = "INSTALL_FLAGS_DATA"
+            with fsm.State("INSTALL_FLAGS_DATA"):
+                # Each check, then their verdict, is registered before it is used: from the
+                # RAM's output through the compares into the next state and the error and
+                # counter registers, they set the clock.
+                alg, window = flag(rr, "ALG"), flag(rr, "WINDOW")
                 m.d.sync += [f_dir.eq(flag(rr, "DIR")), f_place.eq(flag(rr, "PLACE")),
-                             f_alg.eq(flag(rr, "ALG")), f_window.eq(flag(rr, "WINDOW"))]
-                m.next = "INSTALL_CHECK"
-            with m.State("INSTALL_CHECK"):
+                             bad_alg.eq((alg < min(Algorithm)) | (alg > max(Algorithm))),
+                             bad_window.eq(window > p.window_max)]
+                fsm.next = "INSTALL_VERDICT"
+            with fsm.State("INSTALL_VERDICT"):
+                m.d.sync += install_bad.eq(1)
+                with m.If(bad_spi):
+                    m.d.sync += install_error.eq(Error.BAD_SPI)
+                with m.Elif(bad_alg):
+                    m.d.sync += install_error.eq(Error.BAD_ALGORITHM)
+                with m.Elif(bad_window):
+                    m.d.sync += install_error.eq(Error.BAD_WINDOW)
+                with m.Elif(free_empty):
+                    m.d.sync += install_error.eq(Error.TABLE_FULL)
+                with m.Else():
+                    m.d.sync += install_bad.eq(0)
+                fsm.next = "INSTALL_CHECK"
+            with fsm.State("INSTALL_CHECK"):
                 aim_hash(f_place)
                 s_read(free_addr(free_head))
-                with m.If(spi <= contract.SPI_RESERVED_MAX):
-                    fail(Error.BAD_SPI)
-                with m.Elif((f_alg < min(Algorithm)) | (f_alg > max(Algorithm))):
-                    fail(Error.BAD_ALGORITHM)
-                with m.Elif(f_window > p.window_max):
-                    fail(Error.BAD_WINDOW)
-                with m.Elif(free_n == 0):
-                    fail(Error.TABLE_FULL)
+                with m.If(install_bad):
+                    fail(install_error)
                 with m.Else():
-                    m.next = "INSTALL_SLOT"
-            with m.State("INSTALL_SLOT"):
+                    fsm.next = "INSTALL_SLOT"
+            with fsm.State("INSTALL_SLOT"):
                 # The free list's head arrived; read the SPI's bucket in its table.
                 m.d.sync += [cur.eq(sr[:IW]), k.eq(0)]
+                copy_load(Const(0, len(k)))
                 s_read(bucket_word(1))
-                m.next = "INSTALL_BUCKET"
-            with m.State("INSTALL_BUCKET"):
+                fsm.next = "INSTALL_BUCKET"
+            with fsm.State("INSTALL_BUCKET"):
                 with m.If((f_dir == contract.Direction.INBOUND) & sr[0]):
                     fail(Error.BUCKET_OCCUPIED)
                 with m.Else():
-                    m.next = "INSTALL_COPY_READ"
-            with m.State("INSTALL_COPY_READ"):
-                src = Signal(7)
-                with m.Switch(k):
-                    for n, (reg_word, _) in enumerate(install_copy):
-                        with m.Case(n):
-                            m.d.comb += src.eq(reg_word)
-                with m.If(r_read(src)):
-                    m.next = "INSTALL_COPY_WRITE"
-            with m.State("INSTALL_COPY_WRITE"):
-                with m.Switch(k):
-                    for n, (_, slot_word) in enumerate(install_copy):
-                        with m.Case(n):
-                            s_write(slot_addr(cur, slot_word), rr)
+                    fsm.next = "INSTALL_COPY_READ"
+            with fsm.State("INSTALL_COPY_READ"):
+                with m.If(r_read(copy_src)):
+                    fsm.next = "INSTALL_COPY_WRITE"
+            with fsm.State("INSTALL_COPY_WRITE"):
+                s_write(Cat(copy_dst, cur[:IW], Const(0, 1)), rr)
                 m.d.sync += k.eq(k + 1)
-                with m.If(k == len(install_copy) - 1):
-                    m.next = "INSTALL_GEN"
+                copy_load(k + 1)
+                with m.If(copy_last):
+                    fsm.next = "INSTALL_GEN"
                 with m.Else():
-                    m.next = "INSTALL_COPY_READ"
-            with m.State("INSTALL_GEN"):
+                    fsm.next = "INSTALL_COPY_READ"
+            with fsm.State("INSTALL_GEN"):
                 s_read(slot_addr(cur, "GEN"))
-                m.next = "INSTALL_GEN_WRITE"
-            with m.State("INSTALL_GEN_WRITE"):
-                # Generations are never cleared, so a reused slot always reads a new one.
-                s_write(slot_addr(cur, "GEN"), (sr + 1)[:GW])
+                fsm.next = "INSTALL_GEN_ADD"
+            with fsm.State("INSTALL_GEN_ADD"):
+                # Generations are never cleared, so a reused slot always reads a new one. The
+                # sum is registered: from the RAM's output through the carry chain into its
+                # write data was the engine's critical path.
                 m.d.sync += new_gen.eq(sr + 1)
+                fsm.next = "INSTALL_GEN_WRITE"
+            with fsm.State("INSTALL_GEN_WRITE"):
+                s_write(slot_addr(cur, "GEN"), new_gen)
                 with m.If(f_dir == contract.Direction.INBOUND):
-                    m.next = "INSTALL_BUCKET_SPI"
+                    fsm.next = "INSTALL_BUCKET_SPI"
                 with m.Else():
-                    m.next = "INSTALL_RESULT"
-            with m.State("INSTALL_BUCKET_SPI"):
+                    fsm.next = "INSTALL_RESULT"
+            with fsm.State("INSTALL_BUCKET_SPI"):
                 s_write(bucket_word(0), spi)
-                m.next = "INSTALL_BUCKET_INDEX"
-            with m.State("INSTALL_BUCKET_INDEX"):
+                fsm.next = "INSTALL_BUCKET_INDEX"
+            with fsm.State("INSTALL_BUCKET_INDEX"):
                 s_write(bucket_word(1), Cat(Const(1, 16), cur))
-                m.next = "INSTALL_RESULT"
-            with m.State("INSTALL_RESULT"):
+                fsm.next = "INSTALL_RESULT"
+            with fsm.State("INSTALL_RESULT"):
                 with m.If(r_write(_word("RESULT"), Cat(Const(1, 16), cur))):
-                    m.next = "INSTALL_RESULT_GEN"
-            with m.State("INSTALL_RESULT_GEN"):
+                    fsm.next = "INSTALL_RESULT_GEN"
+            with fsm.State("INSTALL_RESULT_GEN"):
                 with m.If(r_write(_word("RESULT_GEN"), new_gen)):
                     m.d.sync += [
                         slot_state(cur).eq(SlotState.STAGED_ADD),
@@ -695,125 +840,130 @@ class SerialTable(wiring.Component):
                     count("CNT_INSTALLS", AFTER_DONE)
 
             # LOOKUP: both buckets, compared with the SPI in turn, then the slot's generation.
-            with m.State("LOOKUP_SPI"):
+            with fsm.State("LOOKUP_SPI"):
                 with m.If(r_read(_word("LOOKUP_SPI"))):
-                    m.next = "LOOKUP_SPI_DATA"
-            with m.State("LOOKUP_SPI_DATA"):
+                    fsm.next = "LOOKUP_SPI_DATA"
+            with fsm.State("LOOKUP_SPI_DATA"):
                 m.d.sync += spi.eq(rr)
-                m.next = "LOOKUP_AIM"
-            with m.State("LOOKUP_AIM"):
+                fsm.next = "LOOKUP_AIM"
+            with fsm.State("LOOKUP_AIM"):
                 aim_hash(Const(0))
-                m.next = "LOOKUP_T0"
+                fsm.next = "LOOKUP_T0"
             for t in range(2):
-                with m.State(f"LOOKUP_T{t}"):
+                with fsm.State(f"LOOKUP_T{t}"):
                     s_read(bucket_word(1))
-                    m.next = f"LOOKUP_T{t}_INDEX"
-                with m.State(f"LOOKUP_T{t}_INDEX"):
+                    fsm.next = f"LOOKUP_T{t}_INDEX"
+                with fsm.State(f"LOOKUP_T{t}_INDEX"):
                     s_read(bucket_word(0))
                     # Whether the bucket names a visible slot, registered here: tested with the
                     # SPI's compare in one clock, the slot-state select led the sequencer's
                     # critical path (into ``found`` and ``cur``: 30.3 MHz).
                     m.d.sync += [b_valid.eq(sr[0] & visible(sr[16:16 + IW])),
                                  b_index.eq(sr[16:16 + IW])]
-                    m.next = f"LOOKUP_T{t}_SPI"
-                with m.State(f"LOOKUP_T{t}_SPI"):
+                    fsm.next = f"LOOKUP_T{t}_SPI"
+                with fsm.State(f"LOOKUP_T{t}_SPI"):
                     # The SPI's compare, registered before it is used.
                     m.d.sync += b_same.eq(sr == spi)
-                    m.next = f"LOOKUP_T{t}_HIT"
-                with m.State(f"LOOKUP_T{t}_HIT"):
+                    fsm.next = f"LOOKUP_T{t}_HIT"
+                with fsm.State(f"LOOKUP_T{t}_HIT"):
                     hit = b_valid & b_same
                     if t == 0:
                         m.d.sync += [match0.eq(hit), index0.eq(b_index)]
                         aim_hash(Const(1))
-                        m.next = "LOOKUP_T1"
+                        fsm.next = "LOOKUP_T1"
                     else:
                         m.d.sync += [found.eq(match0 | hit),
                                      cur.eq(Mux(match0, index0, Mux(hit, b_index, 0)))]
-                        m.next = "LOOKUP_GEN"
-            with m.State("LOOKUP_GEN"):
+                        fsm.next = "LOOKUP_GEN"
+            with fsm.State("LOOKUP_GEN"):
                 s_read(slot_addr(cur, "GEN"))
-                m.next = "LOOKUP_RESULT"
-            with m.State("LOOKUP_RESULT"):
+                fsm.next = "LOOKUP_RESULT"
+            with fsm.State("LOOKUP_RESULT"):
                 s_read(slot_addr(cur, "GEN"))   # held, so its data waits for the write below
                 with m.If(r_write(_word("RESULT"), Cat(found, Const(0, 15), cur))):
-                    m.next = "LOOKUP_RESULT_GEN"
-            with m.State("LOOKUP_RESULT_GEN"):
+                    fsm.next = "LOOKUP_RESULT_GEN"
+            with fsm.State("LOOKUP_RESULT_GEN"):
                 s_read(slot_addr(cur, "GEN"))
                 with m.If(r_write(_word("RESULT_GEN"), Mux(found, sr[:GW], 0))):
-                    m.next = "LOOKUP_VERSION_LO"
-            with m.State("LOOKUP_VERSION_LO"):
+                    fsm.next = "LOOKUP_VERSION_LO"
+            with fsm.State("LOOKUP_VERSION_LO"):
                 # No command runs beside this one, so VERSION is the version the lookup saw.
-                with m.If(r_write(_word("LOOKUP_VERSION_LO"), version[:32])):
-                    m.next = "LOOKUP_VERSION_HI"
-            with m.State("LOOKUP_VERSION_HI"):
+                with m.If(r_write(_word("LOOKUP_VERSION_LO"), version[:32], pair_first=1)):
+                    fsm.next = "LOOKUP_VERSION_HI"
+            with fsm.State("LOOKUP_VERSION_HI"):
                 with m.If(r_write(HIGH_HALF_LIVE["LOOKUP_VERSION_HI"] >> 2,
                                   version_hi)):
                     count("CNT_LOOKUPS", AFTER_HITS)
 
             # READ_ENTRY, READ_BUCKET: slot RAM words into the read-back registers, one a clock
             # (the slot RAM's address runs one word ahead of the write).
-            with m.State("READBACK_FIRST"):
-                s_read(readback_source(Const(0, len(k))))
-                m.next = "READBACK"
-            with m.State("READBACK"):
+            with fsm.State("READBACK_FIRST"):
+                s_read(rb_first[0])
+                m.d.sync += [rb_source.eq(rb_first[0]), rb_source_next.eq(rb_second[0])]
+                rb_load(rb_first)
+                fsm.next = "READBACK"
+            with fsm.State("READBACK"):
                 rb_data = Signal(32)
                 m.d.comb += rb_data.eq(sr)
-                # The step is told by ``k`` itself, and the slot's state comes from a register:
-                # through ``readback_dest``'s multiplexer and the 16-way state select, this was
-                # the iCE40 engine's critical path (k -> 11 LUT4 levels -> write data).
-                with m.If((op == Op.READ_ENTRY) & (k == rb_state_step)):
+                # The slot's state comes from a register: through the 16-way state select, this
+                # was the iCE40 engine's critical path.
+                with m.If(rb_is_state):
                     rb_state = contract.register("RB_STATE")
                     f_state, f_gen = rb_state.field("STATE"), rb_state.field("GENERATION")
                     m.d.comb += rb_data.eq(0)
                     m.d.comb += [rb_data[f_state.offset:f_state.offset + 2].eq(cur_state),
                                  rb_data[f_gen.offset:f_gen.offset + GW].eq(sr[:GW])]
-                with m.If(r_write(readback_dest, rb_data)):
-                    s_read(readback_source(k + 1))
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(readback_last):
+                with m.If(r_write(rb_dest, rb_data, pair_first=rb_pair_first)):
+                    s_read(rb_source_next)
+                    m.d.sync += [k.eq(k + 1), rb_source.eq(rb_source_next),
+                                 rb_source_next.eq(rb_after_next[0])]
+                    rb_load(rb_next)
+                    with m.If(rb_last):
                         done()
                 with m.Else():
-                    s_read(readback_source(k))
+                    s_read(rb_source)
 
             # MOVE_BUCKET: check the source and the target, write the target, clear the source,
             # and record the new table in the slot's flags.
-            with m.State("MOVE_SRC_FLAGS"):
+            with fsm.State("MOVE_SRC_FLAGS"):
                 s_read(bucket_word(1))
-                m.next = "MOVE_SRC_SPI"
-            with m.State("MOVE_SRC_SPI"):
+                fsm.next = "MOVE_SRC_SPI"
+            with fsm.State("MOVE_SRC_SPI"):
                 s_read(bucket_word(0))
                 m.d.sync += cur.eq(sr[16:16 + IW])
                 with m.If(~sr[0]):
                     fail(Error.BUCKET_EMPTY)
                 with m.Else():
-                    m.next = "MOVE_SPI_DATA"
-            with m.State("MOVE_SPI_DATA"):
+                    fsm.next = "MOVE_SPI_DATA"
+            with fsm.State("MOVE_SPI_DATA"):
                 m.d.sync += spi.eq(sr)
-                m.next = "MOVE_AIM"
-            with m.State("MOVE_AIM"):
+                fsm.next = "MOVE_AIM"
+            with fsm.State("MOVE_AIM"):
                 aim_hash(~arg_table)
-                m.next = "MOVE_DST"
-            with m.State("MOVE_DST"):
+                fsm.next = "MOVE_DST"
+            with fsm.State("MOVE_DST"):
                 s_read(bucket_word(1))
-                m.next = "MOVE_DST_CHECK"
-            with m.State("MOVE_DST_CHECK"):
+                fsm.next = "MOVE_DST_CHECK"
+            with fsm.State("MOVE_DST_CHECK"):
+                # Only the write's enable depends on the check: under it, the address too came
+                # from the RAM's output, and that set the clock.
+                s_write(bucket_word(0), spi, en=~sr[0])
                 with m.If(sr[0]):
                     fail(Error.BUCKET_OCCUPIED)
                 with m.Else():
-                    s_write(bucket_word(0), spi)
-                    m.next = "MOVE_DST_INDEX"
-            with m.State("MOVE_DST_INDEX"):
+                    fsm.next = "MOVE_DST_INDEX"
+            with fsm.State("MOVE_DST_INDEX"):
                 s_write(bucket_word(1), Cat(Const(1, 16), cur))
                 aim(arg_table, arg_index[:BW])
-                m.next = "MOVE_CLEAR_SPI"
-            with m.State("MOVE_CLEAR_SPI"):
+                fsm.next = "MOVE_CLEAR_SPI"
+            with fsm.State("MOVE_CLEAR_SPI"):
                 s_write(bucket_word(0), 0)
-                m.next = "MOVE_CLEAR_INDEX"
-            with m.State("MOVE_CLEAR_INDEX"):
+                fsm.next = "MOVE_CLEAR_INDEX"
+            with fsm.State("MOVE_CLEAR_INDEX"):
                 s_write(bucket_word(1), 0)
                 s_read(slot_addr(cur, "FLAGS"))
-                m.next = "MOVE_PLACE"
-            with m.State("MOVE_PLACE"):
+                fsm.next = "MOVE_PLACE"
+            with fsm.State("MOVE_PLACE"):
                 flags = Signal(32)
                 m.d.comb += [flags.eq(sr), flags[place_bit].eq(~arg_table)]
                 s_write(slot_addr(cur, "FLAGS"), flags)
@@ -821,40 +971,48 @@ class SerialTable(wiring.Component):
 
             # The scan after COMMIT and ABORT: every released slot loses its bucket and its
             # words (all but the generation) and goes back to the free list.
-            with m.State("SCAN"):
-                with m.If(scan_i == N):
+            with fsm.State("SCAN"):
+                # Whether the scan is over and whether this slot is released, registered before
+                # they are tested: through the slot select into the scan's next state and index,
+                # they set the clock.
+                m.d.sync += [scan_end.eq(scan_i == N),
+                             scan_dirty.eq(dirty.bit_select(scan_i[:IW], 1))]
+                fsm.next = "SCAN_TEST"
+            with fsm.State("SCAN_TEST"):
+                with m.If(scan_end):
                     done()
-                with m.Elif(dirty.bit_select(scan_i[:IW], 1)):
+                with m.Elif(scan_dirty):
                     m.d.sync += cur.eq(scan_i)
-                    m.next = "SCAN_FLAGS"
+                    fsm.next = "SCAN_FLAGS"
                 with m.Else():
                     m.d.sync += scan_i.eq(scan_i + 1)
-            with m.State("SCAN_FLAGS"):
+                    fsm.next = "SCAN"
+            with fsm.State("SCAN_FLAGS"):
                 s_read(slot_addr(cur, "FLAGS"))
-                m.next = "SCAN_SPI"
-            with m.State("SCAN_SPI"):
+                fsm.next = "SCAN_SPI"
+            with fsm.State("SCAN_SPI"):
                 s_read(slot_addr(cur, "SPI"))
                 m.d.sync += [f_dir.eq(flag(sr, "DIR")), f_place.eq(flag(sr, "PLACE")), k.eq(0)]
-                m.next = "SCAN_SPI_DATA"
-            with m.State("SCAN_SPI_DATA"):
+                fsm.next = "SCAN_SPI_DATA"
+            with fsm.State("SCAN_SPI_DATA"):
                 # Latched first: the hash is taken of ``spi`` only, so there is one set of trees.
                 m.d.sync += spi.eq(sr)
-                m.next = "SCAN_AIM"
-            with m.State("SCAN_AIM"):
+                fsm.next = "SCAN_AIM"
+            with fsm.State("SCAN_AIM"):
                 aim_hash(f_place)
-                m.next = "SCAN_BUCKET_SPI"
-            with m.State("SCAN_BUCKET_SPI"):
+                fsm.next = "SCAN_BUCKET_SPI"
+            with fsm.State("SCAN_BUCKET_SPI"):
                 s_write(bucket_word(0), 0, en=f_dir == contract.Direction.INBOUND)
-                m.next = "SCAN_BUCKET_INDEX"
-            with m.State("SCAN_BUCKET_INDEX"):
+                fsm.next = "SCAN_BUCKET_INDEX"
+            with fsm.State("SCAN_BUCKET_INDEX"):
                 s_write(bucket_word(1), 0, en=f_dir == contract.Direction.INBOUND)
-                m.next = "SCAN_ZERO"
-            with m.State("SCAN_ZERO"):
+                fsm.next = "SCAN_ZERO"
+            with fsm.State("SCAN_ZERO"):
                 s_write(Cat(k[:SW], cur, Const(0, 1)), 0, en=k[:SW] != SLOT_WORDS["GEN"])
                 m.d.sync += k.eq(k + 1)
                 with m.If(k == self.slot_stride - 1):
-                    m.next = "SCAN_FREE"
-            with m.State("SCAN_FREE"):
+                    fsm.next = "SCAN_FREE"
+            with fsm.State("SCAN_FREE"):
                 s_write(free_addr(free_tail), cur)
                 m.d.sync += [
                     dirty.bit_select(cur, 1).eq(0),
@@ -862,5 +1020,9 @@ class SerialTable(wiring.Component):
                     free_n.eq(free_n + 1),
                     scan_i.eq(scan_i + 1),
                 ]
-                m.next = "SCAN"
+                fsm.next = "SCAN"
+        if set(called) != set(writers) or {
+                state for state, pf in called.items() if isinstance(pf, int) and pf} != set(pair_writers):
+            raise AssertionError(f"r_write is called from {called}, not from {writers} with "
+                                 f"pairs in {pair_writers}")  # pragma: no cover
         return m

@@ -52,16 +52,16 @@ async def idle(ctx, clocks):
 
 
 async def write(ctx, dut, name, value, strb=0b1111):
-    """One register write (held until ``busy`` is low); returns ``w_err`` of its clock."""
+    """One register write (held until ``busy`` is low); returns ``w_err``, which the table
+    decodes from the registered access: the clock after the strobe."""
     await wait_ready(ctx, dut)
     ctx.set(dut.addr, addr_of(name))
     ctx.set(dut.w_data, value)
     ctx.set(dut.w_strb, strb)
     ctx.set(dut.w_stb, 1)
-    err = ctx.get(dut.w_err)
     await ctx.tick()
     ctx.set(dut.w_stb, 0)
-    return err
+    return ctx.get(dut.w_err)
 
 
 async def read_at(ctx, dut, schedule):
@@ -332,7 +332,7 @@ def test_staging_registers():
 # --- 3. Unmapped addresses and read-only registers -------------------------------------------
 
 def test_unmapped_and_read_only():
-    """An unmapped write sets w_err in its clock and changes nothing, not even the words the
+    """An unmapped write sets w_err the clock after its strobe and changes nothing, not even the words the
     table keeps at unmapped addresses or registers the address aliases in the register RAM; an
     unmapped read returns 0 with r_err. A write to a read-only register is ignored, no error."""
     dut = SerialTable(PARAMS)
@@ -356,6 +356,7 @@ def test_unmapped_and_read_only():
         errs = {}
         for a in unmapped:
             errs[a] = await write(ctx, dut, a, 0xFFFFFFFF)
+            await ctx.tick()
             errs[a] = (errs[a], ctx.get(dut.w_err))   # and low again the clock after
         out["unmapped_w_err"] = errs
         out["ro_w_err"] = {name: await write(ctx, dut, name, 0xA5A5A5A5) for name in read_only}

@@ -81,7 +81,9 @@ def test_serial_engine_ports_are_the_parallel_ones():
     assert _top_ports(engine_verilog(params, table="serial")) == _top_ports(engine_verilog(params))
 
 
-def test_register_bridge_refuses_a_bad_read_latency():
+@pytest.mark.parametrize("latency", [0, 4, "2"])
+def test_register_bridge_refuses_a_bad_read_latency(latency):
     from ipchan.hw.axil import RegisterBridge
-    with pytest.raises(ValueError, match=r"^Read latency must be 1 or 2, not 3$"):
-        RegisterBridge(addr_width=12, read_latency=3)
+    with pytest.raises(ValueError,
+                       match=rf"^Read latency must be 1, 2 or 3, not {latency!r}$"):
+        RegisterBridge(addr_width=12, read_latency=latency)

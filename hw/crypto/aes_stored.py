@@ -186,15 +186,15 @@ class AESStoredKeys(wiring.Component):
         advance = busy & ~last
 
         req_256 = wire(m, Array(key256_of)[req.index], "req_256")
-        next_rnd = Mux(accept, 1, rnd + 1)
-        next_256 = Signal()
         key256 = Signal()
-        m.d.comb += next_256.eq(Mux(accept, req_256, key256))
-        with m.If(accept | advance):
-            m.d.sync += [rnd.eq(next_rnd), key256.eq(next_256),
-                         last.eq(next_rnd == _by_size(next_256, ROUNDS))]
+        # Round 1 is never the last (AES has 10 or 14 rounds), so ``last`` is decoded from the
+        # registers only: through ``accept``, the slot's key size and the compare it set the
+        # compact core's clock beside the serial engine on the iCE40.
         with m.If(accept):
-            m.d.sync += [busy.eq(1), slot.eq(req.index)]
+            m.d.sync += [rnd.eq(1), key256.eq(req_256), last.eq(0),
+                         busy.eq(1), slot.eq(req.index)]
+        with m.Elif(advance):
+            m.d.sync += [rnd.eq(rnd + 1), last.eq(rnd + 1 == _by_size(key256, ROUNDS))]
 
         state_addr = Signal(128)
         # --- The expander, declared here because it borrows the state S-boxes -------------------

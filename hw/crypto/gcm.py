@@ -71,6 +71,7 @@ from amaranth.lib.wiring import In, Out
 from .aes import make_aes, same_key_pieces, wire
 from .aes_stored import AESStoredKeys, check_slots, index_width, key_word
 from .ghash import GHASHSerial, REMAINING_WIDTH, make_ghash
+from ..onehot import OneHotFSM
 
 
 __all__ = ["GCMCommand", "GCMOutput", "GCMResult", "GCMCore", "LEN_WIDTH", "PROFILES",
@@ -289,6 +290,10 @@ class GCMCore(wiring.Component):
         # Bytes still to come of the current part (AAD, then text): one counter serves both.
         left = Signal(LEN_WIDTH)
         in_aad, in_text, in_final = Signal(), Signal(), Signal()
+        # Whether the message has AAD and text, registered with its descriptor: tested as
+        # 16-bit ORs of the descriptor's lengths, they led the compact core's critical path
+        # beside the serial engine on the iCE40.
+        has_aad, has_text = Signal(), Signal()
         # The compact GHASH adds E(K, J0) (and, decrypting, the received tag) to Y itself, as a
         # final addend, so its result is the tag (or the tag XOR the received one) and the core
         # needs no 128-bit XOR for either.
@@ -308,7 +313,8 @@ class GCMCore(wiring.Component):
         def set_masks(mask, enc):
             # The input's bytes for the output and GHASH, and the key stream's for GHASH (when
             # encrypting, GHASH takes the ciphertext: the input XOR the key stream).
-            m.d.sync += [dp_mask.eq(mask), ks_mask.eq(Mux(enc, mask, 0))]
+            if not part_masks:
+                m.d.sync += [dp_mask.eq(mask), ks_mask.eq(Mux(enc, mask, 0))]
 
         def load_left(value):
             m.d.sync += [left.eq(value), last_beat.eq(at_most(value, 4))]
@@ -320,16 +326,30 @@ class GCMCore(wiring.Component):
             # E(K, J0) and, decrypting, the received tag. For AAD and TEXT, ``length`` is the
             # part's byte count, a register (the mask of a value selected by the state set the
             # iCE40's clock: 30.8 MHz).
-            m.next = state
+            fsm.next = state
             enc = (state == "TEXT") & ~decrypt
             m.d.sync += [dp_text.eq(state == "TEXT"), dp_enc.eq(enc),
                          dp_len.eq(state == "LENGTHS")]
-            if state in ("AAD", "TEXT"):
+            if part_masks:
+                m.d.sync += [dp_part.eq(state in ("AAD", "TEXT")),
+                             dp_hkey.eq(state == "HASH_KEY"),
+                             dp_final.eq(state == "FINAL"),
+                             dp_final_dec.eq((state == "FINAL") & decrypt)]
+            elif state in ("AAD", "TEXT"):
                 set_masks(byte_mask(length), enc)
             elif state == "FINAL":
                 m.d.sync += [dp_mask.eq(Mux(decrypt, 0xFFFF, 0)), ks_mask.eq(0xFFFF)]
             elif state != "HASH_KEY":
                 set_masks(0, 0)
+
+        def last_mask(value):
+            # The valid bytes of a part's last beat, for a part of ``value`` bytes.
+            mask = Signal(16)
+            with m.Switch(value[:4]):
+                for k in range(16):
+                    with m.Case(k):
+                        m.d.comb += mask.eq((1 << k) - 1 if k else 0xFFFF)
+            return mask
 
         def byte_mask(value):
             # The valid bytes of a beat with ``value`` bytes left: all 16, or the low ones.
@@ -356,6 +376,27 @@ class GCMCore(wiring.Component):
         dp_text = Signal()              # in TEXT: XOR the key stream into the output
         dp_enc = Signal()               # in TEXT, encrypting: GHASH takes the output
         dp_len = Signal()               # in LENGTHS: GHASH takes the lengths block
+        # The compact core sets its masks once a message, not once a beat: the masks of the
+        # AAD's and the text's last beats are registers loaded when the message starts, and a
+        # beat's masks are the part's or all ones as ``last_beat`` says, two LUT4 levels of
+        # registers per byte. Set with every beat, the masks' enables and inputs came from the
+        # beat's handshake and the byte count, and beside the serial engine on the iCE40 those
+        # paths set the clock. The fast core keeps the registered masks: its data path has no
+        # LUT level to spare.
+        part_masks = final_addend
+        if part_masks:
+            aad_mask = Signal(16)
+            text_mask = Signal(16)
+            part_mask = Mux(dp_text, text_mask, aad_mask)
+            dp_part = Signal()          # in AAD or TEXT
+            dp_hkey = Signal()          # in HASH_KEY
+            dp_final = Signal()         # in FINAL: GHASH takes E(K, J0) ...
+            dp_final_dec = Signal()     # ... and, decrypting, the received tag
+            beat_mask = Mux(last_beat, part_mask, 0xFFFF)
+            m.d.comb += [
+                dp_mask.eq((beat_mask & dp_part.replicate(16)) | dp_final_dec.replicate(16)),
+                ks_mask.eq((beat_mask & dp_enc.replicate(16)) | dp_final.replicate(16)),
+            ]
         bit_ok = Cat(*(dp_mask[k].replicate(8) for k in range(16)))
         ks_ok = Cat(*(ks_mask[k].replicate(8) for k in range(16)))
 
@@ -371,7 +412,7 @@ class GCMCore(wiring.Component):
             self.o.payload.data.eq(data_out),
             self.o.payload.bytes.eq(part_bytes),
             self.o.payload.aad.eq(in_aad),
-            self.o.payload.last.eq(last_beat & (in_text | (desc.text_len == 0))),
+            self.o.payload.last.eq(last_beat & (in_text | ~has_text)),
             ghash.i.payload.block.eq(hash_in),
             # In every state, not only HASH_KEY: ``h.valid`` says when it counts. Assigned in
             # that state alone, it was a 128-bit AND with the state decode: 117 LUT4 more for
@@ -428,7 +469,7 @@ class GCMCore(wiring.Component):
 
         def after_aad():
             load_left(desc.text_len)
-            with m.If(desc.text_len != 0):
+            with m.If(has_text):
                 goto("TEXT", desc.decrypt, desc.text_len)
             with m.Else():
                 goto("LENGTHS", desc.decrypt)
@@ -438,101 +479,132 @@ class GCMCore(wiring.Component):
             m.d.sync += [left.eq(Cat(left[:4], left[4:] - 1)), last_beat.eq(at_most(left, 5))]
             set_masks(byte_mask(Cat(left[:4], left[5:], Const(0, 1))), dp_enc)
 
-        with m.FSM(name="consumer"):
-            def setup(d):
+        tag_there = self.i.valid | ~desc.decrypt
+        if part_masks:
+            # The compact core's handshakes, from the data path's controls, which say the state
+            # as flip-flops of their own (``goto`` sets them with every transition into
+            # HASH_KEY, AAD, TEXT, LENGTHS and FINAL, and clears them with every other): decoded
+            # from the state register, the handshake into GHASH's clock enables set the iCE40's
+            # clock beside the serial engine. The states below use the same signals.
+            st_aad = dp_part & ~dp_text
+            beat = st_aad | (dp_text & aes.o.valid)     # a beat of the message can pass
+            m.d.comb += [
+                in_aad.eq(st_aad), in_text.eq(dp_text), in_final.eq(dp_final),
+                self.o.valid.eq(self.i.valid & ghash.i.ready & beat),
+                ghash.i.valid.eq((self.i.valid & self.o.ready & beat) | dp_len |
+                                 (dp_final & aes.o.valid & tag_there)),
+                self.i.ready.eq(ghash.i.ready & ((self.o.ready & beat) |
+                                                 (dp_final & desc.decrypt & aes.o.valid))),
+                aes.o.ready.eq((dp_text & self.i.valid & self.o.ready & ghash.i.ready) |
+                               (dp_final & ghash.i.ready & tag_there) |
+                               (dp_hkey & ghash.h.ready)),
+                ghash.h.valid.eq(dp_hkey & aes.o.valid),
+            ]
+
+        fsm = OneHotFSM(m, init="START", name="consumer")
+        with fsm:
+            def setup(d, d_has_aad, d_has_text):
                 # The first part of the message described by ``d``.
+                if part_masks:
+                    m.d.sync += [aad_mask.eq(last_mask(d.aad_len)),
+                                 text_mask.eq(last_mask(d.text_len))]
                 if not final_addend:
                     m.d.sync += hash_left.eq(_blocks(d.aad_len) + _blocks(d.text_len) + 1)
-                with m.If(d.aad_len != 0):
+                with m.If(d_has_aad):
                     load_left(d.aad_len)
                 with m.Else():
                     load_left(d.text_len)
                 with m.If(d.new_h):
                     goto("HASH_KEY", d.decrypt)
-                with m.Elif(d.aad_len != 0):
+                with m.Elif(d_has_aad):
                     goto("AAD", d.decrypt, d.aad_len)
-                with m.Elif(d.text_len != 0):
+                with m.Elif(d_has_text):
                     goto("TEXT", d.decrypt, d.text_len)
                 with m.Else():
                     goto("LENGTHS", d.decrypt)
 
-            with m.State("START"):
+            with fsm.State("START"):
                 m.d.comb += fifo.r_en.eq(1)
                 with m.If(fifo.r_rdy):
                     new = Signal(_Descriptor)
                     m.d.comb += new.eq(fifo.r_data)
-                    m.d.sync += desc.eq(new)
+                    m.d.sync += [desc.eq(new), has_aad.eq(new.aad_len != 0),
+                                 has_text.eq(new.text_len != 0)]
                     if final_addend:
                         # The compact core uses the copy, in SETUP, a clock later: from the
                         # FIFO's output, the byte count's load and the masks set the iCE40's
                         # clock (39.9 MHz). The fast core's FIFO has a registered output, and a
                         # clock a message counts there.
-                        m.next = "SETUP"
+                        fsm.next = "SETUP"
                     else:
-                        setup(new)
+                        setup(new, new.aad_len != 0, new.text_len != 0)
             if final_addend:
-                with m.State("SETUP"):
-                    setup(desc)
-            with m.State("HASH_KEY"):
-                m.d.comb += [ghash.h.valid.eq(aes.o.valid), aes.o.ready.eq(ghash.h.ready)]
+                with fsm.State("SETUP"):
+                    setup(desc, has_aad, has_text)
+            with fsm.State("HASH_KEY"):
+                if not part_masks:
+                    m.d.comb += [ghash.h.valid.eq(aes.o.valid), aes.o.ready.eq(ghash.h.ready)]
                 with m.If(aes.o.valid & ghash.h.ready):
-                    with m.If(desc.aad_len != 0):
+                    with m.If(has_aad):
                         goto("AAD", desc.decrypt, left)
-                    with m.Elif(desc.text_len != 0):
+                    with m.Elif(has_text):
                         goto("TEXT", desc.decrypt, left)
                     with m.Else():
                         goto("LENGTHS", desc.decrypt)
-            with m.State("AAD"):
-                m.d.comb += [
-                    in_aad.eq(1),
-                    self.o.valid.eq(self.i.valid & ghash.i.ready),
-                    ghash.i.valid.eq(self.i.valid & self.o.ready),
-                    self.i.ready.eq(self.o.ready & ghash.i.ready),
-                ]
+            with fsm.State("AAD"):
+                if not part_masks:
+                    m.d.comb += [
+                        in_aad.eq(1),
+                        self.o.valid.eq(self.i.valid & ghash.i.ready),
+                        ghash.i.valid.eq(self.i.valid & self.o.ready),
+                        self.i.ready.eq(self.o.ready & ghash.i.ready),
+                    ]
                 with m.If(self.i.valid & self.o.ready & ghash.i.ready):
                     consumed_beat()
                     with m.If(last_beat):
                         after_aad()
-            with m.State("TEXT"):
-                m.d.comb += [
-                    in_text.eq(1),
-                    self.o.valid.eq(self.i.valid & aes.o.valid & ghash.i.ready),
-                    ghash.i.valid.eq(self.i.valid & aes.o.valid & self.o.ready),
-                    self.i.ready.eq(aes.o.valid & self.o.ready & ghash.i.ready),
-                    aes.o.ready.eq(self.i.valid & self.o.ready & ghash.i.ready),
-                ]
+            with fsm.State("TEXT"):
+                if not part_masks:
+                    m.d.comb += [
+                        in_text.eq(1),
+                        self.o.valid.eq(self.i.valid & aes.o.valid & ghash.i.ready),
+                        ghash.i.valid.eq(self.i.valid & aes.o.valid & self.o.ready),
+                        self.i.ready.eq(aes.o.valid & self.o.ready & ghash.i.ready),
+                        aes.o.ready.eq(self.i.valid & self.o.ready & ghash.i.ready),
+                    ]
                 with m.If(self.i.valid & aes.o.valid & self.o.ready & ghash.i.ready):
                     consumed_beat()
                     with m.If(last_beat):
                         goto("LENGTHS", desc.decrypt)
-            with m.State("LENGTHS"):
-                m.d.comb += ghash.i.valid.eq(1)
+            with fsm.State("LENGTHS"):
+                if not part_masks:
+                    m.d.comb += ghash.i.valid.eq(1)
                 with m.If(ghash.i.ready):
                     goto("FINAL" if final_addend else "RESULT", desc.decrypt)
             # E(K, J0) and the received tag, one beat each, waiting until both are there.
-            tag_there = self.i.valid | ~desc.decrypt
             if final_addend:
-                with m.State("FINAL"):
-                    m.d.comb += [
-                        in_final.eq(1),
-                        ghash.i.valid.eq(aes.o.valid & tag_there),
-                        aes.o.ready.eq(ghash.i.ready & tag_there),
-                        self.i.ready.eq(desc.decrypt & aes.o.valid & ghash.i.ready),
-                    ]
+                with fsm.State("FINAL"):
+                    if not part_masks:
+                        m.d.comb += [
+                            in_final.eq(1),
+                            ghash.i.valid.eq(aes.o.valid & tag_there),
+                            aes.o.ready.eq(ghash.i.ready & tag_there),
+                            self.i.ready.eq(desc.decrypt & aes.o.valid & ghash.i.ready),
+                        ]
                     with m.If(aes.o.valid & tag_there & ghash.i.ready):
                         goto("RESULT", desc.decrypt)
-            with m.State("RESULT"):
+            with fsm.State("RESULT"):
                 # Wait for the result's parts; consume nothing yet.
                 m.d.sync += differs_groups.eq(Cat(*(differs[16 * k:16 * k + 16].any()
                                                     for k in range(8))))
                 with m.If(ghash.o.valid & (Const(1) if final_addend
                                            else aes.o.valid & tag_there)):
-                    m.next = "VERDICT"
-            with m.State("VERDICT"):
+                    fsm.next = "VERDICT"
+            with fsm.State("VERDICT"):
                 # What RESULT waited for is still valid (a valid stream stays valid until taken).
                 m.d.comb += [self.r.valid.eq(1), ghash.o.ready.eq(self.r.ready)]
                 if not final_addend:
                     m.d.comb += [aes.o.ready.eq(self.r.ready),
                                  self.i.ready.eq(desc.decrypt & self.r.ready)]
                 with m.If(self.r.ready):
-                    m.next = "START"
+                    fsm.next = "START"

@@ -113,8 +113,9 @@ class GHASHSerial(wiring.Component):
     (Horner's rule: ``Z <- Z * x^digit xor d * H``).
 
     A block takes ``cycles_per_block = ceil(128 / digit) + 1`` clocks: the clock that accepts it
-    only stores ``Y xor X`` and clears ``Z``, so the multiplier's inputs are all registers and the
-    GCM core's handshake logic never reaches it (on the iCE40 that path set the clock).
+    only stores ``Y xor X`` (and the first step takes ``Z`` as zero), so the multiplier's inputs
+    are all registers and the GCM core's handshake logic never reaches it, nor the wide
+    registers' clock enables (on the iCE40 each of those paths set the clock).
     ``digit`` need not divide 128: ``Y xor X`` is stored zero-extended to a whole number of
     digits, so the first digit simply has leading zeros. The compact profile uses ``digit=10``:
     13 + 1 = 14 clocks per block, AES-256's 14 rounds.
@@ -164,25 +165,33 @@ class GHASHSerial(wiring.Component):
         accept = self.i.valid & self.i.ready
         final = self.i.payload.remaining == 0
 
-        z_next = wire(m, reduce_poly((z << d) ^ clmul(h, a[len(a) - d:])), "z_next")
+        # The wide registers' clock enables are registers too, never ``accept``: ``z`` moves
+        # while busy, and its first step takes it as zero (``first``) instead of clearing it
+        # when the block is accepted; ``a`` loads whenever it holds nothing (no result waits,
+        # no block is in the multiplier), so between blocks it loads what it will not use.
+        # With ``accept`` on their enables, the GCM core's handshake reached 256 flip-flops
+        # through a global buffer, and beside the serial engine that set the iCE40's clock.
+        first = Signal()
+        z_in = wire(m, Mux(first, 0, z), "z_in")
+        z_next = wire(m, reduce_poly((z_in << d) ^ clmul(h, a[len(a) - d:])), "z_next")
         # What ``a`` loads: Y xor X for a block, Y alone (X taken as zero) for the copy.
-        x = wire(m, to_poly(self.i.payload.block) & accept.replicate(128), "x")
+        x = wire(m, to_poly(self.i.payload.block) & ~copy.replicate(128), "x")
 
         with m.If(self.h.valid & self.h.ready):
             m.d.sync += h.eq(to_poly(self.h.payload))
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += [self.o.valid.eq(0), fresh.eq(1)]
-        with m.If(accept | copy):
-            m.d.sync += a.eq(Mux(fresh, 0, z) ^ x)
-        with m.Elif(busy):
+        with m.If(busy):
             m.d.sync += a.eq(a << d)
+        with m.Elif(~self.o.valid):
+            m.d.sync += a.eq(Mux(fresh, 0, z) ^ x)
         with m.If(accept & final):
             m.d.sync += self.o.valid.eq(1)
         with m.Elif(accept):
-            m.d.sync += [z.eq(0), busy.eq(1), fresh.eq(0),
+            m.d.sync += [busy.eq(1), first.eq(1), fresh.eq(0),
                          count.eq(steps), last.eq(self.i.payload.remaining == 1)]
         with m.Elif(busy):
-            m.d.sync += [z.eq(z_next), count.eq(count - 1)]
+            m.d.sync += [z.eq(z_next), first.eq(0), count.eq(count - 1)]
             with m.If(count == 1):
                 m.d.sync += [busy.eq(0), copy.eq(last)]
         with m.If(copy):
