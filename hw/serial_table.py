@@ -485,6 +485,16 @@ class SerialTable(wiring.Component):
             m.d.sync += self.busy.eq(0)
             fsm.next = "IDLE"
 
+        def refuse_first(bad, code, checks):
+            # A verdict, registered: ``bad`` and the error ``code`` of the first of ``checks``
+            # (``(condition, error)`` pairs, in the order the contract reports them) that holds.
+            m.d.sync += bad.eq(1)
+            for n, (condition, error_code) in enumerate(checks):
+                with (m.Elif if n else m.If)(condition):
+                    m.d.sync += code.eq(error_code)
+            with m.Else():
+                m.d.sync += bad.eq(0)
+
         def count(name, then):
             fsm.assign(counter, _word(name), domain="sync")
             fsm.assign(after, then, domain="sync")
@@ -630,12 +640,9 @@ class SerialTable(wiring.Component):
                     with m.Case(Op.DELETE):
                         m.d.sync += [cmd_bad.eq(past_slots), cmd_error.eq(Error.BAD_INDEX)]
                     with m.Case(Op.COMMIT):
-                        with m.If(staged_zero):
-                            m.d.sync += cmd_error.eq(Error.NOTHING_STAGED)
-                        with m.Elif(version_at_max):
-                            m.d.sync += cmd_error.eq(Error.VERSION_EXHAUSTED)
-                        with m.Else():
-                            m.d.sync += cmd_bad.eq(0)
+                        refuse_first(cmd_bad, cmd_error, [
+                            (staged_zero, Error.NOTHING_STAGED),
+                            (version_at_max, Error.VERSION_EXHAUSTED)])
                     with m.Case(Op.ABORT):
                         m.d.sync += [cmd_bad.eq(staged_zero),
                                      cmd_error.eq(Error.NOTHING_STAGED)]
@@ -763,17 +770,9 @@ class SerialTable(wiring.Component):
                              bad_window.eq(window > p.window_max)]
                 fsm.next = "INSTALL_VERDICT"
             with fsm.State("INSTALL_VERDICT"):
-                m.d.sync += install_bad.eq(1)
-                with m.If(bad_spi):
-                    m.d.sync += install_error.eq(Error.BAD_SPI)
-                with m.Elif(bad_alg):
-                    m.d.sync += install_error.eq(Error.BAD_ALGORITHM)
-                with m.Elif(bad_window):
-                    m.d.sync += install_error.eq(Error.BAD_WINDOW)
-                with m.Elif(free_empty):
-                    m.d.sync += install_error.eq(Error.TABLE_FULL)
-                with m.Else():
-                    m.d.sync += install_bad.eq(0)
+                refuse_first(install_bad, install_error, [
+                    (bad_spi, Error.BAD_SPI), (bad_alg, Error.BAD_ALGORITHM),
+                    (bad_window, Error.BAD_WINDOW), (free_empty, Error.TABLE_FULL)])
                 fsm.next = "INSTALL_CHECK"
             with fsm.State("INSTALL_CHECK"):
                 aim_hash(f_place)

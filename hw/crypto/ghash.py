@@ -128,7 +128,9 @@ class GHASHSerial(wiring.Component):
     is copied there from ``Z`` a clock after the last step (the same multiplexer input, with ``X``
     taken as zero), so this core still ends a message as the other GHASH cores do. Measured with
     Yosys ``synth_ice40 -noflatten`` on ``GCMCore("compact", key_slots=16)``: the GCM core's own
-    logic 1,055 LUT4 before, 862 after; this core 1,178 before, 1,325 after; flattened and placed
+    logic 1,055 LUT4 before, 862 after; this core 1,178 before, 1,325 after (in the bench's pair,
+    also ``-noflatten``: 1,308, and 1,195 since its first step takes ``Z`` as zero instead of
+    clearing it on accept); flattened and placed
     beside the engine, the copy path costs nothing measurable (the pair without it: 5,251 cells,
     with it 5,238).
     """
