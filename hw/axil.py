@@ -116,6 +116,14 @@ class RegisterBridge(wiring.Component):
             self.w_strb.eq(bus.wstrb),
         ]
 
+        def respond_write():
+            # The write response, with ``w_err`` of this clock.
+            m.d.sync += [
+                bus.bvalid.eq(1),
+                bus.bresp.eq(Mux(self.w_err, Resp.DECERR, Resp.OKAY)),
+            ]
+            m.next = "WRITE_RESP"
+
         with m.FSM():
             with m.State("START"):
                 # One cycle out of reset before serving the bus. Besides being harmless, this
@@ -132,11 +140,7 @@ class RegisterBridge(wiring.Component):
                         self.w_stb.eq(1),
                     ]
                     if self._read_latency == 1:
-                        m.d.sync += [
-                            bus.bvalid.eq(1),
-                            bus.bresp.eq(Mux(self.w_err, Resp.DECERR, Resp.OKAY)),
-                        ]
-                        m.next = "WRITE_RESP"
+                        respond_write()
                     else:
                         m.next = "WRITE_ERR"
                 with m.Elif(bus.arvalid & ~(bus.awvalid & bus.wvalid)):
@@ -147,11 +151,7 @@ class RegisterBridge(wiring.Component):
                     m.next = "READ_DATA" if self._read_latency == 1 else "READ_WAIT_1"
             with m.State("WRITE_ERR"):
                 # The register file's decode of the registered write.
-                m.d.sync += [
-                    bus.bvalid.eq(1),
-                    bus.bresp.eq(Mux(self.w_err, Resp.DECERR, Resp.OKAY)),
-                ]
-                m.next = "WRITE_RESP"
+                respond_write()
             for i in range(1, self._read_latency):
                 with m.State(f"READ_WAIT_{i}"):
                     m.next = "READ_DATA" if i == self._read_latency - 1 else f"READ_WAIT_{i + 1}"

@@ -80,10 +80,6 @@ class OneHotFSM:
                                        init=int(state == self._init))
         return self._bits[state]
 
-    def ongoing(self, state):
-        """Whether the machine is in ``state`` (the same as :meth:`bit`)."""
-        return self.bit(state)
-
     @contextmanager
     def State(self, state):
         """The body of ``state``: what is inside applies while the machine is in it."""

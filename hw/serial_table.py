@@ -70,10 +70,6 @@ SLOT_WORDS = {
 }
 
 
-def f_flags_width(name):
-    return contract.field_of("SA_FLAGS", name).width
-
-
 def _word(name):
     return contract.register(name).addr >> 2
 
@@ -183,8 +179,11 @@ class SerialTable(wiring.Component):
         rr, sr = rr_port.data, sr_port.data
 
         # --- Slot RAM addresses -------------------------------------------------------------------
-        def slot_addr(slot, name):
-            return Cat(Const(SLOT_WORDS[name], SW), slot[:IW], Const(0, 1))
+        def slot_addr(slot, word):
+            # ``word``: a name of SLOT_WORDS, or a word index.
+            if isinstance(word, str):
+                word = Const(SLOT_WORDS[word], SW)
+            return Cat(word[:SW], slot[:IW], Const(0, 1))
 
         def bucket_addr(table, bucket, half):
             # half 0: the SPI; half 1: valid (bit 0) and index (bits 16..), as RB_BUCKET.
@@ -294,7 +293,7 @@ class SerialTable(wiring.Component):
         seq_wdata = Signal(32)
         seq_want = Signal()         # the sequencer has a word to write
         seq_pair_first = Signal()   # the low half of a pair (see r_write)
-        seq_wen = Signal()          # and writes it: the write port is its
+        seq_wen = Signal()          # and writes it in this clock
         # Any host read coming (``h_read``), not only one of the register RAM: one input fewer
         # on the write enable, for a clock's wait on a read of a flip-flop register.
         m.d.comb += seq_wen.eq(seq_want & gw & ~(seq_pair_first & h_read))
@@ -452,21 +451,15 @@ class SerialTable(wiring.Component):
             fsm.assign(seq_raddr, addr)
             return gr
 
-        # The states that write the register RAM, and those of them that write a pair's low
-        # half (READBACK only at that step): as flip-flops of the state machine, so the RAM's
-        # write enable is a LUT4 or two of flip-flops (from the state bits through an OR of the
-        # writing states, it set the clock). Checked against the states that call r_write.
-        writers = ("INIT_REGS", "COUNT_WRITE", "VERSION_LO", "VERSION_HI", "INSTALL_RESULT",
-                   "INSTALL_RESULT_GEN", "LOOKUP_RESULT", "LOOKUP_RESULT_GEN",
-                   "LOOKUP_VERSION_LO", "LOOKUP_VERSION_HI", "READBACK")
-        pair_writers = ("VERSION_LO", "LOOKUP_VERSION_LO")
-        called = {}
+        # The states that write the register RAM (each calls r_write), and whether each writes
+        # a pair's low half (READBACK: only at one step, ``rb_pair_first``).
+        writers = {}
 
         def r_write(addr, data, pair_first=0):
             # The low half of a 64-bit pair is written only where no host read comes between
             # it and the high half, written the clock after: such a read would hold the high
             # half back and let a snapshot read it old beside a new low half.
-            called[fsm.current] = pair_first
+            writers[fsm.current] = pair_first
             ok = Signal()
             m.d.comb += ok.eq(gw & ~(pair_first & h_read))
             fsm.assign(seq_waddr, addr)
@@ -595,12 +588,6 @@ class SerialTable(wiring.Component):
             f = f_flags[name]
             return word_value[f.offset:f.offset + f.width]
 
-        m.d.comb += [
-            seq_want.eq(fsm.active(writers, name="seq_writes")),
-            # rb_pair_first is only high in READBACK: it is loaded with each step, and the
-            # step after the last (the one loaded on leaving) and READ_BUCKET's are not pairs.
-            seq_pair_first.eq(fsm.active(pair_writers, name="seq_writes_pair") | rb_pair_first),
-        ]
         with fsm:
             with fsm.State("INIT_REGS"):
                 # After reset: zero the register RAM, then the slot RAM with the free list
@@ -796,7 +783,7 @@ class SerialTable(wiring.Component):
                 with m.If(r_read(copy_src)):
                     fsm.next = "INSTALL_COPY_WRITE"
             with fsm.State("INSTALL_COPY_WRITE"):
-                s_write(Cat(copy_dst, cur[:IW], Const(0, 1)), rr)
+                s_write(slot_addr(cur, copy_dst), rr)
                 m.d.sync += k.eq(k + 1)
                 copy_load(k + 1)
                 with m.If(copy_last):
@@ -1007,7 +994,7 @@ class SerialTable(wiring.Component):
                 s_write(bucket_word(1), 0, en=f_dir == contract.Direction.INBOUND)
                 fsm.next = "SCAN_ZERO"
             with fsm.State("SCAN_ZERO"):
-                s_write(Cat(k[:SW], cur, Const(0, 1)), 0, en=k[:SW] != SLOT_WORDS["GEN"])
+                s_write(slot_addr(cur, k[:SW]), 0, en=k[:SW] != SLOT_WORDS["GEN"])
                 m.d.sync += k.eq(k + 1)
                 with m.If(k == self.slot_stride - 1):
                     fsm.next = "SCAN_FREE"
@@ -1020,8 +1007,17 @@ class SerialTable(wiring.Component):
                     scan_i.eq(scan_i + 1),
                 ]
                 fsm.next = "SCAN"
-        if set(called) != set(writers) or {
-                state for state, pf in called.items() if isinstance(pf, int) and pf} != set(pair_writers):
-            raise AssertionError(f"r_write is called from {called}, not from {writers} with "
-                                 f"pairs in {pair_writers}")  # pragma: no cover
+
+            # The writing states as flip-flops of the state machine (asked for once every state
+            # has been defined), so the RAM's write enable is a LUT4 or two of flip-flops: from
+            # the state bits through an OR of the writing states, it set the clock.
+            # rb_pair_first is only high in READBACK: it is loaded with each step, and the step
+            # after the last (the one loaded on leaving) and READ_BUCKET's are not pairs.
+            pair_writers = [state for state, pair_first in writers.items()
+                            if isinstance(pair_first, int) and pair_first]
+            m.d.comb += [
+                seq_want.eq(fsm.active(writers, name="seq_writes")),
+                seq_pair_first.eq(fsm.active(pair_writers, name="seq_writes_pair") |
+                                  rb_pair_first),
+            ]
         return m
